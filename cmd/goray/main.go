@@ -1,0 +1,31 @@
+// Command goray starts, stops and inspects goray nodes, like Ray's `ray`
+// CLI. The binary is also a goray program (microbenchmark), so raylets may
+// start it in worker mode.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goray/goray"
+)
+
+func main() {
+	if goray.IsWorker() {
+		goray.Init() // serves tasks; never returns
+	}
+	root := &cobra.Command{
+		Use:           "goray",
+		Short:         "goray: Ray's cluster system in Go",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       goray.Version(),
+	}
+	root.AddCommand(startCmd(), stopCmd(), statusCmd(), authTokenCmd(), microbenchmarkCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "goray:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/autoscaler"
+	"github.com/goray/goray/internal/node"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// resolveAddress finds the GCS address: flag, GORAY_ADDRESS, RAY_ADDRESS,
+// else the head started on this host.
+func resolveAddress(flag, tempDir string) (string, error) {
+	for _, a := range []string{flag, os.Getenv("GORAY_ADDRESS"), os.Getenv("RAY_ADDRESS")} {
+		if a != "" && a != "auto" {
+			return strings.TrimPrefix(strings.TrimPrefix(a, "goray://"), "ray://"), nil
+		}
+	}
+	root := node.TempRoot(tempDir)
+	b, err := os.ReadFile(filepath.Join(root, node.CurrentClusterFile))
+	if err != nil {
+		return "", fmt.Errorf("no cluster address given and none recorded under %s; pass --address or start one with goray start --head", root)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func gcsClient(addr string) (rpcpb.GcsServiceClient, func(), error) {
+	tok, err := clusterToken()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(addr, append(auth.DialOptions(tok), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster address %q: %w", addr, err)
+	}
+	return rpcpb.NewGcsServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func statusCmd() *cobra.Command {
+	var address, tempDir string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's nodes, resource usage and pending demand (Ray's layout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := resolveAddress(address, tempDir)
+			if err != nil {
+				return err
+			}
+			gcs, closeConn, err := gcsClient(addr)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			view, err := gcs.GetClusterView(ctx, &rpcpb.Empty{})
+			if err != nil {
+				if status.Code(err) == 14 { // Unavailable
+					return errors.New("cannot reach the GCS at " + addr + ": " + status.Convert(err).Message())
+				}
+				return errors.New(status.Convert(err).Message())
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), autoscaler.FormatStatus(statusOf(view)))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "GCS address of the cluster (default: GORAY_ADDRESS or the head on this host)")
+	cmd.Flags().StringVar(&tempDir, "temp-dir", "", "temp root (default $GORAY_TEMP or /tmp/goray)")
+	return cmd
+}
+
+func statusOf(view *rpcpb.ClusterView) autoscaler.Status {
+	st := autoscaler.Status{Time: time.Now()}
+	for _, n := range view.Nodes {
+		alive := n.Node.State == rpcpb.NodeState_ALIVE
+		st.Nodes = append(st.Nodes, autoscaler.StatusNode{
+			ID: n.Node.NodeId, Type: "node_" + n.Node.NodeId, IP: n.Node.NodeIp, Alive: alive,
+			Total: n.Node.Total, Available: n.Available,
+		})
+		for _, d := range n.Demands {
+			st.Demands = append(st.Demands, autoscaler.StatusDemand{Shape: d.Shape, Count: d.Count, Infeasible: d.Infeasible})
+		}
+	}
+	return st
+}

@@ -1,0 +1,374 @@
+// Package goray runs Go functions as tasks on a goray cluster, Ray's model
+// in Go: register functions, call them remotely to get ObjectRefs, and Get
+// their results.
+//
+// A goray program is both the driver and the worker: the cluster's raylets
+// start the program's own binary in worker mode, where Init serves tasks
+// instead of returning. Register every remote function at package level
+// (var f = goray.Register1(...)) and call Init first thing in main.
+package goray
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/core"
+	"github.com/goray/goray/internal/node"
+	"github.com/goray/goray/internal/version"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// Version is the goray version this program is built with.
+func Version() string { return version.Version }
+
+// runtime is the connection of this process to its cluster.
+type runtime struct {
+	cw     *core.CoreWorker
+	jobID  string
+	local  *node.Node // a cluster Init started for this driver alone
+	worker bool
+}
+
+var (
+	rtMu sync.Mutex
+	rt   *runtime
+)
+
+func current() (*runtime, error) {
+	rtMu.Lock()
+	defer rtMu.Unlock()
+	if rt == nil {
+		return nil, core.ErrShutdown
+	}
+	return rt, nil
+}
+
+// InitOption configures Init.
+type InitOption func(*initConfig)
+
+type initConfig struct {
+	address  string
+	numCPUs  float64
+	numGPUs  float64
+	logTo    io.Writer
+	tempRoot string
+	newLocal bool
+}
+
+// NewLocalCluster makes Init start a cluster of its own in this process,
+// even when a cluster is reachable (microbenchmarks, tests).
+func NewLocalCluster() InitOption { return func(c *initConfig) { c.newLocal = true } }
+
+// TempDir sets the temp root Init looks in and starts a local cluster under.
+func TempDir(dir string) InitOption { return func(c *initConfig) { c.tempRoot = dir } }
+
+// Address connects to the cluster whose GCS is at host:port ("auto" means
+// the cluster started on this host with goray start).
+func Address(addr string) InitOption { return func(c *initConfig) { c.address = addr } }
+
+// LocalCPUs sets the CPUs of the local cluster Init starts when there is
+// no cluster to join (default: detected).
+func LocalCPUs(n float64) InitOption { return func(c *initConfig) { c.numCPUs = n } }
+
+// LocalGPUs sets the GPUs of the local cluster Init starts (default: detected).
+func LocalGPUs(n float64) InitOption { return func(c *initConfig) { c.numGPUs = n } }
+
+// LogOutput sets where worker output is printed (default os.Stderr).
+func LogOutput(w io.Writer) InitOption { return func(c *initConfig) { c.logTo = w } }
+
+// IsWorker reports whether this process was started by a raylet as a worker.
+func IsWorker() bool { return os.Getenv("GORAY_WORKER_MODE") == "1" }
+
+// Init connects this program to a cluster, like ray.init(): the address
+// given, else GORAY_ADDRESS or RAY_ADDRESS, else the cluster started on
+// this host with `goray start`, else a new single-node cluster in this
+// process that Shutdown stops. In a worker process Init serves tasks and
+// never returns.
+func Init(opts ...InitOption) error {
+	if IsWorker() {
+		runWorker()
+	}
+	cfg := initConfig{numCPUs: -1, numGPUs: -1, logTo: os.Stderr}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	rtMu.Lock()
+	defer rtMu.Unlock()
+	if rt != nil {
+		return errors.New("goray: Init called twice")
+	}
+	addr := cfg.address
+	if addr == "" && !cfg.newLocal {
+		addr = os.Getenv("GORAY_ADDRESS")
+	}
+	if addr == "" && !cfg.newLocal {
+		addr = os.Getenv("RAY_ADDRESS")
+	}
+	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "goray://"), "ray://")
+	root := node.TempRoot(cfg.tempRoot)
+	if (addr == "" && !cfg.newLocal) || addr == "auto" {
+		b, err := os.ReadFile(filepath.Join(root, node.CurrentClusterFile))
+		found := err == nil && reachable(strings.TrimSpace(string(b)))
+		switch {
+		case found:
+			addr = strings.TrimSpace(string(b))
+		case addr == "auto":
+			return fmt.Errorf("goray: no running cluster found under %s (start one with goray start --head)", root)
+		}
+	}
+	var token string
+	if !auth.Disabled() {
+		t, _, ok, err := auth.LookupToken()
+		if err != nil {
+			return err
+		}
+		if ok {
+			token = t
+		}
+	}
+	r := &runtime{}
+	if addr == "" {
+		// No cluster: start one in this process, with a token of its own.
+		if !auth.Disabled() {
+			t, err := auth.Generate()
+			if err != nil {
+				return err
+			}
+			token = t
+		}
+		n, err := node.Start(node.Config{Head: true, Private: true, NodeIP: "127.0.0.1", Port: 0, NumCPUs: cfg.numCPUs, NumGPUs: cfg.numGPUs, TempRoot: root, Token: token})
+		if err != nil {
+			return fmt.Errorf("goray: start local cluster: %w", err)
+		}
+		r.local = n
+		addr = n.Info.GCSAddress
+	} else if !auth.Disabled() && token == "" {
+		return errors.New("goray: no auth token: set GORAY_AUTH_TOKEN (see goray get-auth-token on the head) or GORAY_AUTH_MODE=disabled")
+	}
+	if err := r.connectDriver(addr, token, cfg.logTo); err != nil {
+		if r.local != nil {
+			r.local.Stop()
+		}
+		return err
+	}
+	rt = r
+	return nil
+}
+
+func reachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// connectDriver registers this program as a driver (a job) and uploads its
+// executable for the cluster's workers.
+func (r *runtime) connectDriver(addr, token string, logTo io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, append(auth.DialOptions(token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return fmt.Errorf("goray: cluster address %q: %w", addr, err)
+	}
+	defer conn.Close()
+	gcs := rpcpb.NewGcsServiceClient(conn)
+	nodes, err := gcs.GetAllNodes(ctx, &rpcpb.Empty{})
+	if err != nil {
+		return fmt.Errorf("goray: connect to GCS at %s: %s", addr, status.Convert(err).Message())
+	}
+	local := pickLocalNode(nodes.Nodes)
+	if local == nil {
+		return fmt.Errorf("goray: the cluster at %s has no alive node", addr)
+	}
+	hash, err := uploadSelf(ctx, gcs)
+	if err != nil {
+		return err
+	}
+	cw, err := core.Start(core.Config{
+		GCSAddress: addr, RayletAddress: local.RayletAddress, NodeID: local.NodeId, NodeIP: local.NodeIp,
+		Token: token, Functions: lookup,
+	})
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	job, err := cw.GCS().AddJob(ctx, &rpcpb.JobInfo{
+		DriverAddress: cw.Address(), DriverIp: local.NodeIp, DriverPid: int64(os.Getpid()),
+		BinaryHash: hash, Version: version.Version, Entrypoint: strings.Join(os.Args, " "),
+		Env: map[string]string{"GORAY_DRIVER_HOST": host},
+	})
+	if err != nil {
+		cw.Stop()
+		return fmt.Errorf("goray: register driver: %s", status.Convert(err).Message())
+	}
+	cw.SetJob(job.JobId)
+	r.cw, r.jobID = cw, job.JobId
+	go cw.PrintLogs(job.JobId, logTo)
+	return nil
+}
+
+// pickLocalNode prefers an alive node on this host (the head first), as
+// a Ray driver uses its host's raylet; else the head.
+func pickLocalNode(nodes []*rpcpb.NodeInfo) *rpcpb.NodeInfo {
+	localIPs := map[string]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				localIPs[ipn.IP.String()] = true
+			}
+		}
+	}
+	var best *rpcpb.NodeInfo
+	score := func(n *rpcpb.NodeInfo) int {
+		s := 0
+		if localIPs[n.NodeIp] {
+			s += 2
+		}
+		if n.IsHead {
+			s++
+		}
+		return s
+	}
+	for _, n := range nodes {
+		if n.State != rpcpb.NodeState_ALIVE {
+			continue
+		}
+		if best == nil || score(n) > score(best) {
+			best = n
+		}
+	}
+	return best
+}
+
+// uploadSelf stores this executable in the cluster's package store under
+// its SHA-256 unless it is there already.
+func uploadSelf(ctx context.Context, gcs rpcpb.GcsServiceClient) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("goray: find own executable: %w", err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("goray: read own executable: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("goray: hash own executable: %w", err)
+	}
+	hash := hex.EncodeToString(h.Sum(nil))
+	has, err := gcs.HasBinary(ctx, &rpcpb.BinaryRef{Hash: hash})
+	if err != nil {
+		return "", fmt.Errorf("goray: GCS: %s", status.Convert(err).Message())
+	}
+	if has.Found {
+		return hash, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	up, err := gcs.PutBinary(ctx)
+	if err != nil {
+		return "", fmt.Errorf("goray: upload executable: %s", status.Convert(err).Message())
+	}
+	buf := make([]byte, 1<<20)
+	first := true
+	for {
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			c := &rpcpb.Chunk{Data: buf[:n]}
+			if first {
+				c.Hash, first = hash, false
+			}
+			if err := up.Send(c); err != nil {
+				break // the server's reason comes with CloseAndRecv
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return "", fmt.Errorf("goray: read own executable: %w", rerr)
+		}
+	}
+	if _, err := up.CloseAndRecv(); err != nil {
+		return "", fmt.Errorf("goray: upload executable: %s", status.Convert(err).Message())
+	}
+	return hash, nil
+}
+
+// runWorker serves tasks for the raylet that started this process and
+// exits when that raylet goes away.
+func runWorker() {
+	cw, err := core.Start(core.Config{
+		GCSAddress: os.Getenv("GORAY_ADDRESS"), RayletAddress: os.Getenv("GORAY_RAYLET_ADDRESS"),
+		NodeID: os.Getenv("GORAY_NODE_ID"), NodeIP: os.Getenv("GORAY_NODE_IP"),
+		Token: os.Getenv("GORAY_AUTH_TOKEN"), IsWorker: true, WorkerID: os.Getenv("GORAY_WORKER_ID"),
+		JobID: os.Getenv("GORAY_JOB_ID"), Functions: lookup,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goray worker:", err)
+		os.Exit(1)
+	}
+	rtMu.Lock()
+	rt = &runtime{cw: cw, jobID: os.Getenv("GORAY_JOB_ID"), worker: true}
+	rtMu.Unlock()
+	err = cw.ServeWorker()
+	fmt.Fprintln(os.Stderr, "goray worker exiting:", err)
+	os.Exit(0)
+}
+
+// Shutdown disconnects the driver: its job is marked finished (its workers
+// end) and a cluster Init started is stopped.
+func Shutdown() {
+	rtMu.Lock()
+	r := rt
+	rt = nil
+	rtMu.Unlock()
+	if r == nil || r.worker {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	r.cw.GCS().MarkJobFinished(ctx, &rpcpb.JobID{JobId: r.jobID})
+	cancel()
+	r.cw.Stop()
+	if r.local != nil {
+		r.local.Stop()
+	}
+}
+
+// NodeID returns the id of the node this process runs on.
+func NodeID() string {
+	r, err := current()
+	if err != nil {
+		return ""
+	}
+	return r.cw.NodeID()
+}
+
+// JobID returns the id of the job this process belongs to.
+func JobID() string {
+	r, err := current()
+	if err != nil {
+		return ""
+	}
+	return r.jobID
+}

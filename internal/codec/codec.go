@@ -1,0 +1,69 @@
+// Package codec encodes values that cross the wire: MessagePack by default,
+// with []byte passed through untouched (as Ray passes bytes through pickle5
+// out-of-band buffers). Every encoded value starts with a one-byte tag.
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+const (
+	tagMsgpack byte = 0
+	tagBytes   byte = 1
+)
+
+var bytesType = reflect.TypeOf([]byte(nil))
+
+// Encode returns the wire form of v.
+func Encode(v any) ([]byte, error) {
+	if b, ok := v.([]byte); ok {
+		out := make([]byte, 1+len(b))
+		out[0] = tagBytes
+		copy(out[1:], b)
+		return out, nil
+	}
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("codec: encode %T: %w", v, err)
+	}
+	out := make([]byte, 1+len(b))
+	out[0] = tagMsgpack
+	copy(out[1:], b)
+	return out, nil
+}
+
+// Decode stores the value encoded in data into ptr, which must be a
+// non-nil pointer. A []byte target aliases data (no copy).
+func Decode(data []byte, ptr any) error {
+	if len(data) == 0 {
+		return errors.New("codec: empty value")
+	}
+	switch data[0] {
+	case tagBytes:
+		switch p := ptr.(type) {
+		case *[]byte:
+			*p = data[1:]
+			return nil
+		case *any:
+			*p = data[1:]
+			return nil
+		}
+		rv := reflect.ValueOf(ptr)
+		if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Type().ConvertibleTo(bytesType) && rv.Elem().Kind() == reflect.Slice {
+			rv.Elem().Set(reflect.ValueOf(data[1:]).Convert(rv.Elem().Type()))
+			return nil
+		}
+		return fmt.Errorf("codec: value is []byte, cannot decode into %T", ptr)
+	case tagMsgpack:
+		if err := msgpack.Unmarshal(data[1:], ptr); err != nil {
+			return fmt.Errorf("codec: decode into %T: %w", ptr, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("codec: unknown value tag %d", data[0])
+	}
+}

@@ -1,0 +1,110 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// cancelRemote asks the worker running t to cancel its context.
+func (cw *CoreWorker) cancelRemote(l *leaseHandle, t *task) error {
+	c, err := cw.conn(l.workerAddr)
+	if err != nil {
+		return err
+	}
+	_, err = rpcpb.NewCoreWorkerClient(c).CancelTask(cw.ctx, &rpcpb.CancelRequest{TaskId: t.spec.TaskId})
+	return err
+}
+
+// PushTasks runs the tasks an owner pushes over its lease, in order.
+func (cw *CoreWorker) PushTasks(stream rpcpb.CoreWorker_PushTasksServer) error {
+	for {
+		spec, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		reply := cw.execute(stream.Context(), spec)
+		if err := stream.Send(reply); err != nil {
+			return err
+		}
+	}
+}
+
+// CancelTask cancels the context of a task running in this worker.
+func (cw *CoreWorker) CancelTask(ctx context.Context, req *rpcpb.CancelRequest) (*rpcpb.Empty, error) {
+	cw.mu.Lock()
+	cancel := cw.running[req.TaskId]
+	cw.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	return &rpcpb.Empty{}, nil
+}
+
+func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.TaskReply {
+	reply := &rpcpb.TaskReply{TaskId: spec.TaskId, NodeId: cw.cfg.NodeID, Pid: int64(os.Getpid())}
+	if len(spec.GpuIds) > 0 {
+		ids := make([]string, len(spec.GpuIds))
+		for i, id := range spec.GpuIds {
+			ids[i] = strconv.FormatInt(id, 10)
+		}
+		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(ids, ","))
+	} else {
+		os.Unsetenv("CUDA_VISIBLE_DEVICES")
+	}
+	// Markers let the raylet's log monitor tag this task's output.
+	fmt.Fprintf(os.Stdout, ":task_name:%s\n", spec.Name)
+	fmt.Fprintf(os.Stderr, ":task_name:%s\n", spec.Name)
+
+	fail := func(msg, stack string, panicked bool) *rpcpb.TaskReply {
+		te := &TaskError{Function: spec.Function, Message: msg, Stack: stack, NodeID: cw.cfg.NodeID, NodeIP: cw.cfg.NodeIP, PID: os.Getpid(), Panic: panicked}
+		b, err := codec.Encode(te)
+		if err != nil {
+			b, _ = codec.Encode(&TaskError{Function: spec.Function, Message: msg})
+		}
+		reply.Result, reply.AppError = b, true
+		return reply
+	}
+	fn, ok := cw.cfg.Functions(spec.Function)
+	if !ok {
+		return fail(fmt.Sprintf("function %q is not registered in this binary", spec.Function), "", false)
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cw.mu.Lock()
+	cw.running[spec.TaskId] = cancel
+	cw.mu.Unlock()
+	defer func() {
+		cw.mu.Lock()
+		delete(cw.running, spec.TaskId)
+		cw.mu.Unlock()
+	}()
+	var (
+		out      []byte
+		err      error
+		panicked any
+		stack    string
+	)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				panicked, stack = p, string(debug.Stack())
+			}
+		}()
+		out, err = fn(tctx, spec.Args)
+	}()
+	switch {
+	case panicked != nil:
+		return fail(fmt.Sprint(panicked), stack, true)
+	case err != nil:
+		return fail(err.Error(), "", false)
+	}
+	reply.Result = out
+	return reply
+}

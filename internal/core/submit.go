@@ -1,0 +1,454 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/internal/scheduler"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+func newID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Arg is one task argument: an encoded value, or a ref resolved before the
+// task is pushed (its value is then inlined).
+type Arg struct {
+	Data []byte
+	Ref  *Ref
+}
+
+// TaskOptions are the per-call options of a task (Ray's .options()).
+type TaskOptions struct {
+	Name           string
+	Resources      map[string]float64 // CPU defaults to 1 when absent
+	MaxRetries     int                // on worker or node death; -1 = forever
+	Strategy       rpcpb.SchedulingStrategy
+	AffinityNodeID string
+	AffinitySoft   bool
+}
+
+// task is one submitted task, owned here. Guarded by CoreWorker.mu.
+type task struct {
+	returnID  string
+	spec      *rpcpb.TaskSpec
+	class     *schedClass
+	retries   int
+	cancelled bool
+	force     bool
+	lease     *leaseHandle // set while pushed to a worker
+	done      bool
+}
+
+// schedClass groups tasks of one scheduling class (function, shape and
+// strategy); its leases are reused while tasks of the class queue.
+type schedClass struct {
+	key        string
+	req        *rpcpb.LeaseRequest
+	queue      []*task
+	requests   int           // lease requests in flight
+	idle       chan struct{} // signalled when a task is queued
+	leases     map[*leaseHandle]struct{}
+	infeasible string // last infeasibility reason reported by a raylet
+}
+
+// leaseHandle is one granted worker lease.
+type leaseHandle struct {
+	nodeID     string
+	workerAddr string
+	cancel     context.CancelFunc
+	stream     rpcpb.Raylet_LeaseClient
+}
+
+// maxLeaseRequests bounds concurrent lease requests per scheduling class
+// (Ray: max_pending_lease_requests_per_scheduling_category = 10).
+const maxLeaseRequests = 10
+
+// SubmitTask submits a task and returns the ref of its result.
+func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) Ref {
+	shape := scheduler.Resources{}
+	for k, v := range opts.Resources {
+		if v != 0 {
+			shape[k] = v
+		}
+	}
+	if _, ok := opts.Resources["CPU"]; !ok {
+		shape["CPU"] = 1
+	}
+	name := opts.Name
+	if name == "" {
+		name = function
+	}
+	t := &task{
+		returnID: cw.nextID(),
+		retries:  opts.MaxRetries,
+		spec:     &rpcpb.TaskSpec{Function: function, OwnerAddress: cw.address, JobId: cw.cfg.JobID, Name: name},
+	}
+	t.spec.TaskId = t.returnID
+	key := fmt.Sprintf("%s|%s|%d|%s|%v", function, shape.Key(), opts.Strategy, opts.AffinityNodeID, opts.AffinitySoft)
+	cw.store.pending(t.returnID)
+	cw.mu.Lock()
+	c := cw.classes[key]
+	if c == nil {
+		c = &schedClass{key: key, idle: make(chan struct{}, 1), leases: map[*leaseHandle]struct{}{}, req: &rpcpb.LeaseRequest{
+			JobId: cw.cfg.JobID, Shape: shape, Strategy: opts.Strategy, AffinityNodeId: opts.AffinityNodeID,
+			AffinitySoft: opts.AffinitySoft, Function: function,
+		}}
+		cw.classes[key] = c
+	}
+	t.class = c
+	cw.tasks[t.returnID] = t
+	cw.mu.Unlock()
+
+	ref := Ref{ID: t.returnID, Owner: cw.address}
+	hasRefs := false
+	for _, a := range args {
+		if a.Ref != nil {
+			hasRefs = true
+		}
+	}
+	if !hasRefs {
+		t.spec.Args = make([][]byte, len(args))
+		for i, a := range args {
+			t.spec.Args[i] = a.Data
+		}
+		cw.enqueue(t, false)
+		return ref
+	}
+	go cw.resolve(t, args)
+	return ref
+}
+
+// resolve waits for a task's ref arguments and inlines their values. A
+// failed dependency fails the task with the dependency's error.
+func (cw *CoreWorker) resolve(t *task, args []Arg) {
+	t.spec.Args = make([][]byte, len(args))
+	for i, a := range args {
+		if a.Ref == nil {
+			t.spec.Args[i] = a.Data
+			continue
+		}
+		r, err := cw.fetch(cw.ctx, *a.Ref)
+		if err != nil {
+			cw.finish(t, nil, false, err)
+			return
+		}
+		if r.AppErr {
+			cw.finish(t, r.Data, true, nil)
+			return
+		}
+		t.spec.Args[i] = r.Data
+	}
+	cw.enqueue(t, false)
+}
+
+// enqueue queues a task of its class and makes sure leases are coming.
+func (cw *CoreWorker) enqueue(t *task, front bool) {
+	cw.mu.Lock()
+	c := t.class
+	if t.cancelled || t.done {
+		cw.mu.Unlock()
+		return
+	}
+	if front {
+		c.queue = append([]*task{t}, c.queue...)
+	} else {
+		c.queue = append(c.queue, t)
+	}
+	need := len(c.queue) > c.requests && c.requests < maxLeaseRequests
+	if need {
+		c.requests++
+	}
+	cw.mu.Unlock()
+	select {
+	case c.idle <- struct{}{}:
+	default:
+	}
+	if need {
+		go cw.requestLease(c)
+	}
+}
+
+// next pops the next queued task of a class, waiting up to linger.
+func (cw *CoreWorker) next(c *schedClass, linger time.Duration) *task {
+	var timer *time.Timer
+	for {
+		cw.mu.Lock()
+		if len(c.queue) > 0 {
+			t := c.queue[0]
+			c.queue = c.queue[1:]
+			cw.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			return t
+		}
+		cw.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(linger)
+		}
+		select {
+		case <-c.idle:
+		case <-timer.C:
+			return nil
+		case <-cw.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// requestLease obtains one worker lease for a class, following spillback,
+// and runs the class's queued tasks on it.
+func (cw *CoreWorker) requestLease(c *schedClass) {
+	defer func() {
+		cw.mu.Lock()
+		c.requests--
+		again := len(c.queue) > c.requests && c.requests < maxLeaseRequests
+		if again {
+			c.requests++
+		}
+		cw.mu.Unlock()
+		if again {
+			go cw.requestLease(c)
+		}
+	}()
+	addr := cw.cfg.RayletAddress
+	spilled := false
+	for attempt := 0; cw.ctx.Err() == nil; attempt++ {
+		cw.mu.Lock()
+		empty := len(c.queue) == 0
+		cw.mu.Unlock()
+		if empty {
+			return
+		}
+		next, granted, err := cw.leaseOnce(c, addr, spilled)
+		if granted {
+			return
+		}
+		if err != nil {
+			cw.log.Debug("lease", "raylet", addr, "err", err)
+			// Back to the local raylet, which knows the current view.
+			addr, spilled = cw.cfg.RayletAddress, false
+			select {
+			case <-cw.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		addr, spilled = next, true
+	}
+}
+
+// leaseOnce asks one raylet for a lease. It returns the spillback address,
+// or granted=true after the lease ran and was returned.
+func (cw *CoreWorker) leaseOnce(c *schedClass, addr string, spilled bool) (next string, granted bool, err error) {
+	conn, err := cw.conn(addr)
+	if err != nil {
+		return "", false, err
+	}
+	ctx, cancel := context.WithCancel(cw.ctx)
+	defer cancel()
+	stream, err := rpcpb.NewRayletClient(conn).Lease(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	req := proto.Clone(c.req).(*rpcpb.LeaseRequest)
+	req.Spilled = spilled
+	if err := stream.Send(&rpcpb.LeaseClientMessage{Request: req}); err != nil {
+		return "", false, err
+	}
+	for {
+		u, err := stream.Recv()
+		if err != nil {
+			return "", false, err
+		}
+		switch u.State {
+		case rpcpb.LeaseState_INFEASIBLE:
+			cw.mu.Lock()
+			c.infeasible = u.Message
+			cw.mu.Unlock()
+		case rpcpb.LeaseState_SPILLBACK:
+			return u.SpillbackAddress, false, nil
+		case rpcpb.LeaseState_REJECTED:
+			cw.failQueued(c, fmt.Errorf("goray: cannot schedule %s: %s", c.req.Function, u.Message))
+			return "", true, nil
+		case rpcpb.LeaseState_GRANTED:
+			cw.mu.Lock()
+			c.infeasible = ""
+			cw.mu.Unlock()
+			cw.runLease(c, &leaseHandle{nodeID: u.NodeId, workerAddr: u.WorkerAddress, cancel: cancel, stream: stream}, u)
+			return "", true, nil
+		}
+	}
+}
+
+func (cw *CoreWorker) failQueued(c *schedClass, err error) {
+	cw.mu.Lock()
+	q := c.queue
+	c.queue = nil
+	cw.mu.Unlock()
+	for _, t := range q {
+		cw.finish(t, nil, false, err)
+	}
+}
+
+// runLease pushes the class's tasks to the leased worker one at a time
+// until none is queued for LeaseLinger, then returns the worker.
+func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpdate) {
+	cw.mu.Lock()
+	c.leases[l] = struct{}{}
+	cw.mu.Unlock()
+	defer func() {
+		cw.mu.Lock()
+		delete(c.leases, l)
+		cw.mu.Unlock()
+	}()
+	conn, err := cw.conn(g.WorkerAddress)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(cw.ctx)
+	defer cancel()
+	push, err := rpcpb.NewCoreWorkerClient(conn).PushTasks(ctx)
+	if err != nil {
+		return
+	}
+	for {
+		t := cw.next(c, cw.cfg.LeaseLinger)
+		if t == nil {
+			push.CloseSend()
+			l.stream.CloseSend()
+			// Wait for the raylet to take the worker back.
+			for {
+				if _, err := l.stream.Recv(); err != nil {
+					return
+				}
+			}
+		}
+		cw.mu.Lock()
+		if t.cancelled {
+			cw.mu.Unlock()
+			continue
+		}
+		t.lease = l
+		t.spec.GpuIds = g.GpuIds
+		cw.mu.Unlock()
+		err := push.Send(t.spec)
+		var reply *rpcpb.TaskReply
+		if err == nil {
+			reply, err = push.Recv()
+		}
+		if err != nil {
+			cw.workerFailed(t, err)
+			return
+		}
+		cw.finish(t, reply.Result, reply.AppError, nil)
+	}
+}
+
+// workerFailed handles a task whose worker died or became unreachable:
+// retried while retries are left (Ray's max_retries), else failed.
+func (cw *CoreWorker) workerFailed(t *task, cause error) {
+	cw.mu.Lock()
+	t.lease = nil
+	if t.cancelled {
+		cw.mu.Unlock()
+		cw.finish(t, nil, false, fmt.Errorf("%w: %s", ErrTaskCancelled, t.spec.Function))
+		return
+	}
+	retry := t.retries != 0
+	if t.retries > 0 {
+		t.retries--
+	}
+	t.spec.Attempt++
+	cw.mu.Unlock()
+	if errors.Is(cause, io.EOF) {
+		cause = errors.New("connection closed")
+	}
+	if retry {
+		cw.log.Debug("retrying task", "function", t.spec.Function, "attempt", t.spec.Attempt, "cause", cause)
+		cw.enqueue(t, true)
+		return
+	}
+	cw.finish(t, nil, false, fmt.Errorf("%w while running %s (attempt %d, no retries left): %v", ErrWorkerDied, t.spec.Function, t.spec.Attempt, cause))
+}
+
+// finish seals a task's result.
+func (cw *CoreWorker) finish(t *task, data []byte, appErr bool, err error) {
+	cw.mu.Lock()
+	if t.done {
+		cw.mu.Unlock()
+		return
+	}
+	if t.cancelled && err == nil {
+		data, appErr, err = nil, false, fmt.Errorf("%w: %s", ErrTaskCancelled, t.spec.Function)
+	}
+	t.done = true
+	t.lease = nil
+	delete(cw.tasks, t.returnID)
+	cw.mu.Unlock()
+	cw.store.seal(t.returnID, data, appErr, err)
+}
+
+// nodeDied aborts the leases held on a dead node so their tasks retry.
+func (cw *CoreWorker) nodeDied(nodeID string) {
+	cw.mu.Lock()
+	var dead []*leaseHandle
+	for _, c := range cw.classes {
+		for l := range c.leases {
+			if l.nodeID == nodeID {
+				dead = append(dead, l)
+			}
+		}
+	}
+	cw.mu.Unlock()
+	for _, l := range dead {
+		l.cancel()
+	}
+}
+
+// Cancel cancels the task that produces ref (Ray's ray.cancel): a queued
+// task is dropped; a running one has its context cancelled, or with force
+// its worker killed. Get on the ref then returns ErrTaskCancelled.
+func (cw *CoreWorker) Cancel(ref Ref, force bool) error {
+	if ref.Owner != cw.address {
+		return errors.New("goray: only the owner of a ref can cancel its task")
+	}
+	cw.mu.Lock()
+	t := cw.tasks[ref.ID]
+	if t == nil {
+		cw.mu.Unlock()
+		return nil // finished already, or a Put object
+	}
+	t.cancelled = true
+	t.force = force
+	l := t.lease
+	c := t.class
+	for i, q := range c.queue {
+		if q == t {
+			c.queue = append(c.queue[:i:i], c.queue[i+1:]...)
+			break
+		}
+	}
+	cw.mu.Unlock()
+	if l == nil {
+		cw.finish(t, nil, false, fmt.Errorf("%w: %s", ErrTaskCancelled, t.spec.Function))
+		return nil
+	}
+	if force {
+		l.stream.Send(&rpcpb.LeaseClientMessage{Kill: true})
+		return nil
+	}
+	return cw.cancelRemote(l, t)
+}

@@ -1,0 +1,410 @@
+// Package node assembles one goray node process: on the head the GCS, its
+// dashboard HTTP server and a raylet; on a worker node a raylet. Both get
+// the node's HTTP agent and a session directory under the temp root.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/gcs"
+	"github.com/goray/goray/internal/raylet"
+	"github.com/goray/goray/internal/version"
+)
+
+// Defaults that follow Ray.
+const (
+	DefaultGCSPort       = 6379
+	DefaultDashboardPort = 8265
+	DefaultAgentPort     = 52365
+	DefaultTempRoot      = "/tmp/goray"
+	// CurrentClusterFile, under the temp root, holds the GCS address of the
+	// head started on this host (Ray's ray_current_cluster).
+	CurrentClusterFile = "goray_current_cluster"
+	// InfoFile, in a session directory, records the node's process.
+	InfoFile = "node.json"
+)
+
+// Config configures a node. Zero values mean "detect" or "default".
+type Config struct {
+	Head    bool
+	Address string // GCS address to join (worker nodes)
+	NodeIP  string
+
+	// Ports: a Set flag means the user asked for that port explicitly, so
+	// it is an error when taken; otherwise a taken default falls back to a
+	// free port (the GCS port never falls back).
+	Port             int
+	DashboardHost    string
+	DashboardPort    int
+	DashboardPortSet bool
+	AgentPort        int
+	AgentPortSet     bool
+
+	NumCPUs           float64 // <0: detect
+	NumGPUs           float64 // <0: detect
+	Memory            int64   // 0: detect
+	ObjectStoreMemory int64   // 0: 30% of memory
+	Resources         map[string]float64
+	Labels            map[string]string
+
+	TempRoot       string
+	GCSStoragePath string
+	// Private nodes (a driver's own cluster) are not recorded as this
+	// host's current cluster.
+	Private bool
+	Token          string // "" = authentication disabled
+
+	HealthCheckPeriod  time.Duration
+	HealthCheckTimeout time.Duration
+	FailureThreshold   int
+	WorkerIdleTimeout  time.Duration
+	Logger             *slog.Logger
+}
+
+// Info is what a started node records in its session directory and prints.
+type Info struct {
+	PID              int                `json:"pid"`
+	NodeID           string             `json:"node_id"`
+	NodeIP           string             `json:"node_ip"`
+	Head             bool               `json:"head"`
+	GCSAddress       string             `json:"gcs_address"`
+	RayletAddress    string             `json:"raylet_address"`
+	AgentAddress     string             `json:"agent_address"`
+	DashboardAddress string             `json:"dashboard_address,omitempty"`
+	SessionDir       string             `json:"session_dir"`
+	Resources        map[string]float64 `json:"resources"`
+}
+
+// Node is a running node.
+type Node struct {
+	Info   Info
+	GCS    *gcs.Server
+	Raylet *raylet.Raylet
+	https  []*http.Server
+	cfg    Config
+}
+
+// TempRoot resolves the temp root: flag, else GORAY_TEMP, else /tmp/goray.
+func TempRoot(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := os.Getenv("GORAY_TEMP"); v != "" {
+		return v
+	}
+	return DefaultTempRoot
+}
+
+func listen(host string, port int, explicit bool, what, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err == nil {
+		return ln, nil
+	}
+	if !explicit && port != 0 && errors.Is(err, syscall.EADDRINUSE) {
+		return net.Listen("tcp", net.JoinHostPort(host, "0"))
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("node: port %d (%s, %s) is already in use on %s", port, what, flag, host)
+	}
+	return nil, fmt.Errorf("node: listen for %s on %s:%d: %w", what, host, port, err)
+}
+
+// DetectNodeIP picks the address a node advertises: the local address of
+// the route toward the head, else the primary interface's address.
+func DetectNodeIP(headAddress string) string {
+	if headAddress != "" {
+		if c, err := net.Dial("udp", headAddress); err == nil {
+			defer c.Close()
+			return c.LocalAddr().(*net.UDPAddr).IP.String()
+		}
+	}
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+func envDuration(names []string, def time.Duration) time.Duration {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			if ms, err := strconv.Atoi(v); err == nil && ms > 0 {
+				return time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	return def
+}
+
+func envInt(names []string, def int) int {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			if i, err := strconv.Atoi(v); err == nil && i > 0 {
+				return i
+			}
+		}
+	}
+	return def
+}
+
+// ApplyEnv fills unset health-check and worker settings from Ray's config
+// overrides (RAY_health_check_period_ms, ...; GORAY_ prefixes too).
+func (c *Config) ApplyEnv() {
+	def := gcs.DefaultConfig()
+	if c.HealthCheckPeriod == 0 {
+		c.HealthCheckPeriod = envDuration([]string{"GORAY_health_check_period_ms", "RAY_health_check_period_ms"}, def.HealthCheckPeriod)
+	}
+	if c.HealthCheckTimeout == 0 {
+		c.HealthCheckTimeout = envDuration([]string{"GORAY_health_check_timeout_ms", "RAY_health_check_timeout_ms"}, def.HealthCheckTimeout)
+	}
+	if c.FailureThreshold == 0 {
+		c.FailureThreshold = envInt([]string{"GORAY_health_check_failure_threshold", "RAY_health_check_failure_threshold"}, def.FailureThreshold)
+	}
+	if c.WorkerIdleTimeout == 0 {
+		c.WorkerIdleTimeout = envDuration([]string{"GORAY_worker_idle_timeout_ms"}, 60*time.Second)
+	}
+}
+
+// Start starts the node and returns once it is registered and serving.
+func Start(cfg Config) (*Node, error) {
+	cfg.ApplyEnv()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.Head && cfg.Address == "" {
+		return nil, errors.New("node: a worker node needs --address of the head's GCS")
+	}
+	if cfg.NodeIP == "" {
+		cfg.NodeIP = DetectNodeIP(cfg.Address)
+	}
+	if net.ParseIP(cfg.NodeIP) == nil {
+		return nil, fmt.Errorf("node: --node-ip-address %q is not an IP address", cfg.NodeIP)
+	}
+	cfg.TempRoot = TempRoot(cfg.TempRoot)
+	res, err := resources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	session := filepath.Join(cfg.TempRoot, fmt.Sprintf("session_%s_%06d_%d", now.Format("2006-01-02_15-04-05"), now.Nanosecond()/1000, os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(session, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("node: session directory: %w", err)
+	}
+	n := &Node{cfg: cfg, Info: Info{PID: os.Getpid(), NodeIP: cfg.NodeIP, Head: cfg.Head, SessionDir: session, Resources: res}}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Stop()
+		}
+	}()
+
+	if cfg.Head {
+		port := cfg.Port
+		ln, err := listen(cfg.NodeIP, port, true, "GCS", "--port")
+		if err != nil {
+			return nil, err
+		}
+		n.Info.GCSAddress = ln.Addr().String()
+		n.GCS, err = gcs.Start(gcs.Config{
+			Listener: ln, StoragePath: cfg.GCSStoragePath, BinaryDir: filepath.Join(session, "gcs_binaries"),
+			Token: cfg.Token, HealthCheckPeriod: cfg.HealthCheckPeriod, HealthCheckTimeout: cfg.HealthCheckTimeout,
+			FailureThreshold: cfg.FailureThreshold, Logger: log,
+		})
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		host := cfg.DashboardHost
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		dln, err := listen(host, cfg.DashboardPort, cfg.DashboardPortSet, "dashboard", "--dashboard-port")
+		if err != nil {
+			return nil, err
+		}
+		n.Info.DashboardAddress = dln.Addr().String()
+		n.serve(dln, n.dashboardHandler())
+	} else {
+		n.Info.GCSAddress = cfg.Address
+	}
+
+	aln, err := listen(cfg.NodeIP, cfg.AgentPort, cfg.AgentPortSet, "dashboard agent", "--dashboard-agent-listen-port")
+	if err != nil {
+		return nil, err
+	}
+	n.Info.AgentAddress = aln.Addr().String()
+	rln, err := net.Listen("tcp", net.JoinHostPort(cfg.NodeIP, "0"))
+	if err != nil {
+		aln.Close()
+		return nil, fmt.Errorf("node: raylet listener: %w", err)
+	}
+	n.Info.RayletAddress = rln.Addr().String()
+	n.Info.NodeID = newNodeID()
+	n.Raylet, err = raylet.Start(raylet.Config{
+		NodeID: n.Info.NodeID, NodeIP: cfg.NodeIP, NodeName: cfg.NodeIP, IsHead: cfg.Head,
+		Listener: rln, Address: n.Info.RayletAddress, AgentAddr: n.Info.AgentAddress,
+		GCSAddress: n.Info.GCSAddress, Token: cfg.Token, Resources: res, Labels: cfg.Labels,
+		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond,
+		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, Logger: log,
+	})
+	if err != nil {
+		aln.Close()
+		return nil, err
+	}
+	n.serve(aln, n.agentHandler())
+
+	b, _ := json.MarshalIndent(n.Info, "", "  ")
+	if err := os.WriteFile(filepath.Join(session, InfoFile), b, 0o644); err != nil {
+		return nil, fmt.Errorf("node: write %s: %w", InfoFile, err)
+	}
+	if cfg.Head && !cfg.Private {
+		os.WriteFile(filepath.Join(cfg.TempRoot, CurrentClusterFile), []byte(n.Info.GCSAddress+"\n"), 0o644)
+		latest := filepath.Join(cfg.TempRoot, "session_latest")
+		os.Remove(latest)
+		os.Symlink(session, latest)
+	}
+	ok = true
+	return n, nil
+}
+
+func newNodeID() string {
+	b := make([]byte, 28)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// resources builds the node's logical resources (Ray's names).
+func resources(cfg Config) (map[string]float64, error) {
+	res := map[string]float64{}
+	for k, v := range cfg.Resources {
+		res[k] = v
+	}
+	cpus := cfg.NumCPUs
+	if cpus < 0 {
+		cpus = float64(raylet.DetectCPUs())
+	}
+	gpus := cfg.NumGPUs
+	if gpus < 0 {
+		gpus = float64(raylet.DetectGPUs())
+	}
+	mem := cfg.Memory
+	osm := cfg.ObjectStoreMemory
+	if mem == 0 {
+		avail := raylet.DetectMemory()
+		if osm == 0 {
+			osm = int64(float64(avail) * 0.3)
+		}
+		mem = avail - osm
+		if mem < 0 {
+			mem = 0
+		}
+	} else if osm == 0 {
+		osm = int64(float64(mem) * 0.3)
+	}
+	if cpus < 0 || gpus < 0 || mem < 0 || osm < 0 {
+		return nil, errors.New("node: resource quantities must not be negative")
+	}
+	res["CPU"] = cpus
+	if gpus > 0 {
+		res["GPU"] = gpus
+	}
+	res["memory"] = float64(mem)
+	res["object_store_memory"] = float64(osm)
+	res["node:"+cfg.NodeIP] = 1
+	if cfg.Head {
+		res["node:__internal_head__"] = 1
+	}
+	return res, nil
+}
+
+func (n *Node) serve(ln net.Listener, h http.Handler) {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	n.https = append(n.https, s)
+	go s.Serve(ln)
+}
+
+// agentHandler is the node's HTTP agent: health endpoints need no token.
+func (n *Node) agentHandler() http.Handler {
+	mux := http.NewServeMux()
+	health := func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case err := <-n.Raylet.Dead():
+			http.Error(w, "raylet dead: "+err.Error(), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "success")
+		}
+	}
+	mux.HandleFunc("GET /api/local_raylet_healthz", health)
+	mux.HandleFunc("GET /api/healthz", health)
+	return mux
+}
+
+// dashboardHandler serves the head's HTTP API (health for now).
+func (n *Node) dashboardHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/gcs_healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := n.GCS.GetClusterView(ctx, nil); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "success")
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"version": "4", "ray_version": version.Version, "ray_commit": "goray"})
+	})
+	mux.Handle("/", auth.Middleware(n.cfg.Token, api))
+	return mux
+}
+
+// Stop stops the node: the raylet leaves the cluster cleanly, then the GCS
+// stops; the session keeps its logs but drops node.json.
+func (n *Node) Stop() {
+	if n.Raylet != nil {
+		n.Raylet.Unregister("node stopped (SIGTERM or goray stop)")
+		n.Raylet.Stop()
+	}
+	for _, s := range n.https {
+		s.Close()
+	}
+	if n.GCS != nil {
+		n.GCS.Stop()
+	}
+	if n.Info.SessionDir != "" {
+		os.Remove(filepath.Join(n.Info.SessionDir, InfoFile))
+	}
+	if n.cfg.Head {
+		cur := filepath.Join(n.cfg.TempRoot, CurrentClusterFile)
+		if b, err := os.ReadFile(cur); err == nil && strings.TrimSpace(string(b)) == n.Info.GCSAddress {
+			os.Remove(cur)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package goray
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/internal/core"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]core.Executor{}
+)
+
+func register(name string, ex core.Executor) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("goray: remote function %q registered twice", name))
+	}
+	registry[name] = ex
+}
+
+func lookup(name string) (core.Executor, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	ex, ok := registry[name]
+	return ex, ok
+}
+
+// Arg is an argument of type T to a remote call: a value (Val) or the
+// ObjectRef of one, which is resolved before the task runs.
+type Arg[T any] interface {
+	toArg() (core.Arg, error)
+}
+
+type valArg[T any] struct{ v T }
+
+func (a valArg[T]) toArg() (core.Arg, error) {
+	b, err := codec.Encode(a.v)
+	return core.Arg{Data: b}, err
+}
+
+// Val passes a value as a remote call's argument.
+func Val[T any](v T) Arg[T] { return valArg[T]{v} }
+
+func (r ObjectRef[T]) toArg() (core.Arg, error) {
+	if r.err != nil {
+		return core.Arg{}, r.err
+	}
+	ref := r.ref
+	return core.Arg{Ref: &ref}, nil
+}
+
+// Option is a per-call option of a remote function (Ray's .options()).
+type Option func(*core.TaskOptions)
+
+func setRes(name string, v float64) Option {
+	return func(o *core.TaskOptions) {
+		if o.Resources == nil {
+			o.Resources = map[string]float64{}
+		}
+		o.Resources[name] = v
+	}
+}
+
+// NumCPUs sets the CPUs a call needs (default 1).
+func NumCPUs(n float64) Option { return setRes("CPU", n) }
+
+// NumGPUs sets the GPUs a call needs; the task sees its GPU ids in
+// CUDA_VISIBLE_DEVICES.
+func NumGPUs(n float64) Option { return setRes("GPU", n) }
+
+// Memory sets the logical memory a call needs, in bytes.
+func Memory(bytes int64) Option { return setRes("memory", float64(bytes)) }
+
+// Resources adds custom resources a call needs.
+func Resources(r map[string]float64) Option {
+	return func(o *core.TaskOptions) {
+		for k, v := range r {
+			setRes(k, v)(o)
+		}
+	}
+}
+
+// MaxRetries sets how often a call is retried when its worker or node
+// dies (default 3, -1 = forever; application errors are not retried).
+func MaxRetries(n int) Option { return func(o *core.TaskOptions) { o.MaxRetries = n } }
+
+// Name names the task in logs and errors (default: the function's name).
+func Name(name string) Option { return func(o *core.TaskOptions) { o.Name = name } }
+
+// Spread spreads calls across nodes (Ray's "SPREAD" strategy).
+func Spread() Option {
+	return func(o *core.TaskOptions) { o.Strategy = rpcpb.SchedulingStrategy_SPREAD }
+}
+
+// NodeAffinity runs calls on the given node; with soft they may run
+// elsewhere when it is busy or gone, otherwise they fail if it is dead.
+func NodeAffinity(nodeID string, soft bool) Option {
+	return func(o *core.TaskOptions) {
+		o.Strategy = rpcpb.SchedulingStrategy_NODE_AFFINITY
+		o.AffinityNodeID, o.AffinitySoft = nodeID, soft
+	}
+}
+
+type fn struct {
+	name string
+	opts []Option
+}
+
+func (f fn) with(opts []Option) fn {
+	return fn{name: f.name, opts: append(append([]Option(nil), f.opts...), opts...)}
+}
+
+func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectRef[R] {
+	r, err := current()
+	if err != nil {
+		return ObjectRef[R]{err: err}
+	}
+	cargs := make([]core.Arg, len(args))
+	for i, a := range args {
+		if cargs[i], err = a.toArg(); err != nil {
+			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, f.name, err)}
+		}
+	}
+	o := core.TaskOptions{MaxRetries: 3}
+	for _, opt := range f.opts {
+		opt(&o)
+	}
+	return ObjectRef[R]{ref: r.cw.SubmitTask(f.name, cargs, o)}
+}
+
+func decodeArg[T any](b []byte) (T, error) {
+	var v T
+	err := codec.Decode(b, &v)
+	return v, err
+}
+
+func encodeResult[R any](v R, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	return codec.Encode(v)
+}
+
+func checkArgs(name string, args [][]byte, n int) error {
+	if len(args) != n {
+		return fmt.Errorf("goray: %s takes %d arguments, got %d", name, n, len(args))
+	}
+	return nil
+}
+
+// Func0 is a remote function with no arguments returning R.
+type Func0[R any] struct{ f fn }
+
+// Register0 registers fn under name; call it at package level so the
+// workers (the same binary) know it too.
+func Register0[R any](name string, f func(context.Context) (R, error)) Func0[R] {
+	register(name, func(ctx context.Context, args [][]byte) ([]byte, error) {
+		if err := checkArgs(name, args, 0); err != nil {
+			return nil, err
+		}
+		return encodeResult(f(ctx))
+	})
+	return Func0[R]{fn{name: name}}
+}
+
+// Options returns the function with per-call options applied.
+func (f Func0[R]) Options(opts ...Option) Func0[R] { return Func0[R]{f.f.with(opts)} }
+
+// Remote calls the function on the cluster.
+func (f Func0[R]) Remote() ObjectRef[R] { return submit[R](f.f) }
+
+// Func1 is a remote function of one argument returning R.
+type Func1[A, R any] struct{ f fn }
+
+// Register1 registers fn under name (see Register0).
+func Register1[A, R any](name string, f func(context.Context, A) (R, error)) Func1[A, R] {
+	register(name, func(ctx context.Context, args [][]byte) ([]byte, error) {
+		if err := checkArgs(name, args, 1); err != nil {
+			return nil, err
+		}
+		a, err := decodeArg[A](args[0])
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(f(ctx, a))
+	})
+	return Func1[A, R]{fn{name: name}}
+}
+
+// Options returns the function with per-call options applied.
+func (f Func1[A, R]) Options(opts ...Option) Func1[A, R] { return Func1[A, R]{f.f.with(opts)} }
+
+// Remote calls the function on the cluster.
+func (f Func1[A, R]) Remote(a Arg[A]) ObjectRef[R] { return submit[R](f.f, a) }
+
+// Func2 is a remote function of two arguments returning R.
+type Func2[A, B, R any] struct{ f fn }
+
+// Register2 registers fn under name (see Register0).
+func Register2[A, B, R any](name string, f func(context.Context, A, B) (R, error)) Func2[A, B, R] {
+	register(name, func(ctx context.Context, args [][]byte) ([]byte, error) {
+		if err := checkArgs(name, args, 2); err != nil {
+			return nil, err
+		}
+		a, err := decodeArg[A](args[0])
+		if err != nil {
+			return nil, err
+		}
+		b, err := decodeArg[B](args[1])
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(f(ctx, a, b))
+	})
+	return Func2[A, B, R]{fn{name: name}}
+}
+
+// Options returns the function with per-call options applied.
+func (f Func2[A, B, R]) Options(opts ...Option) Func2[A, B, R] {
+	return Func2[A, B, R]{f.f.with(opts)}
+}
+
+// Remote calls the function on the cluster.
+func (f Func2[A, B, R]) Remote(a Arg[A], b Arg[B]) ObjectRef[R] { return submit[R](f.f, a, b) }
