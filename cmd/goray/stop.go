@@ -28,15 +28,17 @@ func recordedNodes(root string) ([]recorded, error) {
 		return nil, err
 	}
 	var out []recorded
+	seen := map[int]bool{} // session_latest links to a session listed too
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
 		var info node.Info
-		if json.Unmarshal(b, &info) != nil || info.PID <= 0 {
+		if json.Unmarshal(b, &info) != nil || info.PID <= 0 || seen[info.PID] {
 			continue
 		}
+		seen[info.PID] = true
 		out = append(out, recorded{f, info})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return !out[i].info.Head && out[j].info.Head })

@@ -66,7 +66,7 @@ type Config struct {
 	// Private nodes (a driver's own cluster) are not recorded as this
 	// host's current cluster.
 	Private bool
-	Token          string // "" = authentication disabled
+	Token   string // "" = authentication disabled
 
 	HealthCheckPeriod  time.Duration
 	HealthCheckTimeout time.Duration

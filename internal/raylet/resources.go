@@ -120,7 +120,7 @@ var reservedResources = map[string]string{
 // --num-cpus, --num-gpus, --memory, --object-store-memory). Errors name the key.
 func ParseResources(s string) (map[string]float64, error) {
 	res := map[string]float64{}
-	err := parseJSONObject(s, func(k string, v json.Token) error {
+	err := parseJSONObject("--resources", s, func(k string, v json.Token) error {
 		if k == "" {
 			return errors.New("raylet: --resources: empty resource name")
 		}
@@ -170,7 +170,7 @@ func ParseLabels(s string) (map[string]string, error) {
 		return nil
 	}
 	if t := strings.TrimSpace(s); strings.HasPrefix(t, "{") {
-		err := parseJSONObject(t, func(k string, v json.Token) error {
+		err := parseJSONObject("--labels", t, func(k string, v json.Token) error {
 			str, ok := v.(string)
 			if !ok {
 				return fmt.Errorf("raylet: --labels: %q: value %v is not a string", k, v)
@@ -208,13 +208,13 @@ func validLabel(s, extra string) bool {
 // parseJSONObject walks a flat JSON object, calling fn with each key and its
 // scalar value token (numbers as json.Number). "" is an empty object; nested
 // values are passed as json.Delim so fn rejects them.
-func parseJSONObject(s string, fn func(key string, v json.Token) error) error {
+func parseJSONObject(flag, s string, fn func(key string, v json.Token) error) error {
 	if strings.TrimSpace(s) == "" {
 		return nil
 	}
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
-	bad := func(err error) error { return fmt.Errorf("raylet: %q is not a JSON object: %v", s, err) }
+	bad := func(err error) error { return fmt.Errorf("raylet: %s: %q is not a JSON object: %v", flag, s, err) }
 	if tok, err := dec.Token(); err != nil {
 		return bad(err)
 	} else if tok != json.Delim('{') {
