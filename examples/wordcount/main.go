@@ -126,18 +126,14 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 	start := time.Now()
 	local := counts{}
 	var (
-		refs        []goray.ObjectRef[Partial]
+		batches     []goray.ObjectRef[[]byte]
 		batch       []byte
 		files, size int
 	)
-	submit := func() error {
+	put := func() error {
 		ref, err := goray.Put(batch)
-		if err != nil {
-			return err
-		}
-		refs = append(refs, countBatch.Options(goray.Spread()).Remote(ref))
-		batch = nil // Put copied it
-		return nil
+		batches, batch = append(batches, ref), nil // Put copied it
+		return err
 	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -151,7 +147,7 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		size += len(data)
 		countWords(data, local)
 		if len(batch) > 0 && len(batch)+len(data)+1 > batchBytes {
-			if err := submit(); err != nil {
+			if err := put(); err != nil {
 				return err
 			}
 		}
@@ -160,10 +156,17 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		return nil
 	})
 	if err == nil && len(batch) > 0 {
-		err = submit()
+		err = put()
 	}
 	if err != nil {
 		return err
+	}
+	// Submit the tasks together, not one by one while reading: tasks that
+	// trickle in are all run by the first leased worker, which is free
+	// again before the next one comes, so they would not spread.
+	refs := make([]goray.ObjectRef[Partial], len(batches))
+	for i, b := range batches {
+		refs[i] = countBatch.Options(goray.Spread()).Remote(b)
 	}
 
 	total := map[string]int64{}
