@@ -22,6 +22,30 @@ func (cw *CoreWorker) cancelRemote(l *leaseHandle, t *task) error {
 	return err
 }
 
+// prepareTask sets the task's CUDA_VISIBLE_DEVICES and, when the task name
+// changes, prints the marker that lets the raylet's log monitor tag the
+// output that follows. Tasks of one worker run one at a time.
+func (cw *CoreWorker) prepareTask(spec *rpcpb.TaskSpec) {
+	ids := make([]string, len(spec.GpuIds))
+	for i, id := range spec.GpuIds {
+		ids[i] = strconv.FormatInt(id, 10)
+	}
+	gpus := strings.Join(ids, ",")
+	if gpus != cw.lastGPUs || cw.lastTaskName == "" {
+		if gpus == "" {
+			os.Unsetenv("CUDA_VISIBLE_DEVICES")
+		} else {
+			os.Setenv("CUDA_VISIBLE_DEVICES", gpus)
+		}
+		cw.lastGPUs = gpus
+	}
+	if spec.Name != cw.lastTaskName {
+		fmt.Fprintf(os.Stdout, ":task_name:%s\n", spec.Name)
+		fmt.Fprintf(os.Stderr, ":task_name:%s\n", spec.Name)
+		cw.lastTaskName = spec.Name
+	}
+}
+
 // PushTasks runs the tasks an owner pushes over its lease, in order.
 func (cw *CoreWorker) PushTasks(stream rpcpb.CoreWorker_PushTasksServer) error {
 	for {
@@ -49,18 +73,7 @@ func (cw *CoreWorker) CancelTask(ctx context.Context, req *rpcpb.CancelRequest) 
 
 func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.TaskReply {
 	reply := &rpcpb.TaskReply{TaskId: spec.TaskId, NodeId: cw.cfg.NodeID, Pid: int64(os.Getpid())}
-	if len(spec.GpuIds) > 0 {
-		ids := make([]string, len(spec.GpuIds))
-		for i, id := range spec.GpuIds {
-			ids[i] = strconv.FormatInt(id, 10)
-		}
-		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(ids, ","))
-	} else {
-		os.Unsetenv("CUDA_VISIBLE_DEVICES")
-	}
-	// Markers let the raylet's log monitor tag this task's output.
-	fmt.Fprintf(os.Stdout, ":task_name:%s\n", spec.Name)
-	fmt.Fprintf(os.Stderr, ":task_name:%s\n", spec.Name)
+	cw.prepareTask(spec)
 
 	fail := func(msg, stack string, panicked bool) *rpcpb.TaskReply {
 		te := &TaskError{Function: spec.Function, Message: msg, Stack: stack, NodeID: cw.cfg.NodeID, NodeIP: cw.cfg.NodeIP, PID: os.Getpid(), Panic: panicked}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -303,8 +304,16 @@ func (cw *CoreWorker) failQueued(c *schedClass, err error) {
 	}
 }
 
-// runLease pushes the class's tasks to the leased worker one at a time
-// until none is queued for LeaseLinger, then returns the worker.
+// Pipelining: fast tasks are pushed several at a time over one lease, so
+// throughput is not bound by one round trip per task; slow tasks go one at
+// a time so that queued work can still spread to other leases and nodes.
+const (
+	maxInFlight     = 64
+	fastTaskLatency = time.Millisecond
+)
+
+// runLease pushes the class's tasks to the leased worker until none is
+// queued for LeaseLinger, then returns the worker.
 func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpdate) {
 	cw.mu.Lock()
 	c.leases[l] = struct{}{}
@@ -324,9 +333,70 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 	if err != nil {
 		return
 	}
-	for {
+	type sent struct {
+		t  *task
+		at time.Time
+	}
+	var (
+		mu       sync.Mutex
+		inFlight int
+		window   = 1
+		freed    = make(chan struct{}, 1)
+		sentQ    = make(chan sent, maxInFlight)
+		recvDone = make(chan struct{})
+	)
+	// The receiver completes tasks in push order and adapts the window.
+	go func() {
+		defer close(recvDone)
+		for s := range sentQ {
+			reply, err := push.Recv()
+			if err != nil {
+				cancel()
+				cw.workerFailed(s.t, err)
+				for s := range sentQ {
+					cw.workerFailed(s.t, err)
+				}
+				return
+			}
+			cw.finish(s.t, reply.Result, reply.AppError, nil)
+			mu.Lock()
+			inFlight--
+			if time.Since(s.at) < fastTaskLatency*time.Duration(inFlight+1) {
+				window = min(window*2, maxInFlight)
+			} else {
+				window = 1
+			}
+			mu.Unlock()
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() {
+		close(sentQ)
+		<-recvDone
+	}()
+	for ctx.Err() == nil {
+		mu.Lock()
+		n, w := inFlight, window
+		mu.Unlock()
+		if n >= w {
+			select {
+			case <-freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
 		t := cw.next(c, cw.cfg.LeaseLinger)
 		if t == nil {
+			if n > 0 {
+				select {
+				case <-freed:
+				case <-ctx.Done():
+				}
+				continue
+			}
 			push.CloseSend()
 			l.stream.CloseSend()
 			// Wait for the raylet to take the worker back.
@@ -344,16 +414,15 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 		t.lease = l
 		t.spec.GpuIds = g.GpuIds
 		cw.mu.Unlock()
-		err := push.Send(t.spec)
-		var reply *rpcpb.TaskReply
-		if err == nil {
-			reply, err = push.Recv()
-		}
-		if err != nil {
-			cw.workerFailed(t, err)
+		mu.Lock()
+		inFlight++
+		mu.Unlock()
+		sentQ <- sent{t, time.Now()}
+		if err := push.Send(t.spec); err != nil {
+			// The receiver sees the broken stream and fails what was sent.
+			cancel()
 			return
 		}
-		cw.finish(t, reply.Result, reply.AppError, nil)
 	}
 }
 

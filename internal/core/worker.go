@@ -80,6 +80,9 @@ type CoreWorker struct {
 	classes map[string]*schedClass
 	running map[string]context.CancelFunc // tasks executing in this process
 
+	// Task environment of this worker, touched only by the task that runs.
+	lastGPUs, lastTaskName string
+
 	// blocked counts Get/Wait calls that block inside a running task.
 	blockMu sync.Mutex
 	blocked int
@@ -92,7 +95,7 @@ func Start(cfg Config) (*CoreWorker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.LeaseLinger == 0 {
-		cfg.LeaseLinger = 200 * time.Millisecond
+		cfg.LeaseLinger = 2 * time.Millisecond
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.NodeIP, "0"))
 	if err != nil {
@@ -211,8 +214,7 @@ func (cw *CoreWorker) Get(ctx context.Context, ref Ref) (Result, error) {
 		return Result{}, ErrShutdown
 	}
 	if !cw.readyLocally(ref) {
-		cw.setBlocked(true)
-		defer cw.setBlocked(false)
+		defer cw.blockedAfter(blockGrace)()
 	}
 	return cw.fetch(ctx, ref)
 }
@@ -295,8 +297,7 @@ func (cw *CoreWorker) Wait(ctx context.Context, refs []Ref, numReturns int) (rea
 	if n >= numReturns {
 		return ready, nil
 	}
-	cw.setBlocked(true)
-	defer cw.setBlocked(false)
+	defer cw.blockedAfter(blockGrace)()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan int, len(refs))
@@ -335,6 +336,37 @@ func (cw *CoreWorker) GetObject(ctx context.Context, req *rpcpb.GetObjectRequest
 		return nil, status.Error(codes.Aborted, o.err.Error())
 	}
 	return &rpcpb.GetObjectReply{Value: o.data, AppError: o.appErr}, nil
+}
+
+// blockGrace is how long a Get or Wait inside a task may wait before the
+// worker tells its raylet it is blocked; short waits then cost no RPC.
+const blockGrace = time.Millisecond
+
+// blockedAfter marks this worker blocked once d has passed, until the
+// returned function is called.
+func (cw *CoreWorker) blockedAfter(d time.Duration) (done func()) {
+	if !cw.cfg.IsWorker {
+		return func() {}
+	}
+	var mu sync.Mutex
+	fired, stopped := false, false
+	t := time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			fired = true
+			cw.setBlocked(true)
+		}
+	})
+	return func() {
+		t.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		if fired {
+			cw.setBlocked(false)
+		}
+	}
 }
 
 // setBlocked tells the raylet this worker waits (or stopped waiting) so
