@@ -46,20 +46,6 @@ func (cw *CoreWorker) prepareTask(spec *rpcpb.TaskSpec) {
 	}
 }
 
-// PushTasks runs the tasks an owner pushes over its lease, in order.
-func (cw *CoreWorker) PushTasks(stream rpcpb.CoreWorker_PushTasksServer) error {
-	for {
-		spec, err := stream.Recv()
-		if err != nil {
-			return nil
-		}
-		reply := cw.execute(stream.Context(), spec)
-		if err := stream.Send(reply); err != nil {
-			return err
-		}
-	}
-}
-
 // CancelTask cancels the context of a task running in this worker.
 func (cw *CoreWorker) CancelTask(ctx context.Context, req *rpcpb.CancelRequest) (*rpcpb.Empty, error) {
 	cw.mu.Lock()

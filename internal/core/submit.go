@@ -323,16 +323,17 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 		delete(c.leases, l)
 		cw.mu.Unlock()
 	}()
-	conn, err := cw.conn(g.WorkerAddress)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithCancel(cw.ctx)
 	defer cancel()
-	push, err := rpcpb.NewCoreWorkerClient(conn).PushTasks(ctx)
+	push, err := dialTask(ctx, g.WorkerTaskAddress, cw.cfg.Token)
 	if err != nil {
+		cw.log.Debug("task connection", "worker", g.WorkerTaskAddress, "err", err)
 		return
 	}
+	defer push.Close()
+	// Cancelling the lease (node death, force cancel) breaks the connection.
+	stop := context.AfterFunc(ctx, push.Close)
+	defer stop()
 	type sent struct {
 		t  *task
 		at time.Time

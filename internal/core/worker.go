@@ -59,7 +59,10 @@ type CoreWorker struct {
 	log     *slog.Logger
 	address string
 	prefix  string
-	counter atomic.Uint64
+
+	taskAddress string
+	taskLn      net.Listener
+	counter     atomic.Uint64
 
 	gcsConn *grpc.ClientConn
 	gcs     rpcpb.GcsServiceClient
@@ -123,6 +126,15 @@ func Start(cfg Config) (*CoreWorker, error) {
 		}
 		cw.raylet = rpcpb.NewRayletClient(c)
 	}
+	tln, err := net.Listen("tcp", net.JoinHostPort(cfg.NodeIP, "0"))
+	if err != nil {
+		cw.Stop()
+		ln.Close()
+		return nil, fmt.Errorf("core: listen on %s: %w", cfg.NodeIP, err)
+	}
+	cw.taskAddress = tln.Addr().String()
+	cw.taskLn = tln
+	go cw.serveTasks(tln)
 	cw.server = grpc.NewServer(append(auth.ServerOptions(cfg.Token), grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))...)
 	rpcpb.RegisterCoreWorkerServer(cw.server, cw)
 	go cw.server.Serve(ln)
@@ -143,6 +155,9 @@ func (cw *CoreWorker) NodeID() string { return cw.cfg.NodeID }
 // Stop ends the core worker; pending calls fail.
 func (cw *CoreWorker) Stop() {
 	cw.cancel()
+	if cw.taskLn != nil {
+		cw.taskLn.Close()
+	}
 	if cw.server != nil {
 		cw.server.Stop()
 	}
@@ -454,7 +469,7 @@ func (cw *CoreWorker) PrintLogs(jobID string, w io.Writer) {
 // ServeWorker registers this worker with its raylet and blocks until the
 // raylet goes away (then the worker must exit).
 func (cw *CoreWorker) ServeWorker() error {
-	stream, err := cw.raylet.RegisterWorker(cw.ctx, &rpcpb.RegisterWorkerRequest{WorkerId: cw.cfg.WorkerID, Address: cw.address, Pid: int64(os.Getpid())})
+	stream, err := cw.raylet.RegisterWorker(cw.ctx, &rpcpb.RegisterWorkerRequest{WorkerId: cw.cfg.WorkerID, Address: cw.address, TaskAddress: cw.taskAddress, Pid: int64(os.Getpid())})
 	if err != nil {
 		return fmt.Errorf("core: register with raylet: %w", err)
 	}

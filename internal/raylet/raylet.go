@@ -493,7 +493,7 @@ func (r *Raylet) serveLease(stream rpcpb.Raylet_LeaseServer, job *rpcpb.JobInfo,
 		return stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_REJECTED, Message: "raylet: worker exited before the lease was granted"})
 	default:
 	}
-	err = stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_GRANTED, WorkerId: w.id, WorkerAddress: w.address, NodeId: r.cfg.NodeID, GpuIds: l.gpuIDs, WorkerPid: int64(w.pid)})
+	err = stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_GRANTED, WorkerId: w.id, WorkerAddress: w.address, WorkerTaskAddress: w.taskAddr, NodeId: r.cfg.NodeID, GpuIds: l.gpuIDs, WorkerPid: int64(w.pid)})
 	kill := err != nil
 	if !kill {
 		done := make(chan bool, 1)
@@ -536,7 +536,7 @@ func (r *Raylet) RegisterWorker(req *rpcpb.RegisterWorkerRequest, stream rpcpb.R
 		r.mu.Unlock()
 		return status.Errorf(codes.NotFound, "raylet: unknown worker %s", req.WorkerId)
 	}
-	w.address = req.Address
+	w.address, w.taskAddr = req.Address, req.TaskAddress
 	close(w.ready)
 	r.mu.Unlock()
 	if err := stream.Send(&rpcpb.Empty{}); err != nil {

@@ -25,16 +25,17 @@ const TaskNameMarker = ":task_name:"
 
 // worker is one worker process of the pool. Guarded by Raylet.mu.
 type worker struct {
-	id      string
-	jobID   string
-	pid     int
-	address string
-	cmd     *exec.Cmd
-	leased  bool
-	idleAt  time.Time
-	ready   chan struct{} // closed when the worker registered
-	exited  chan struct{} // closed when the process is gone
-	lease   *lease
+	id       string
+	jobID    string
+	pid      int
+	address  string
+	taskAddr string
+	cmd      *exec.Cmd
+	leased   bool
+	idleAt   time.Time
+	ready    chan struct{} // closed when the worker registered
+	exited   chan struct{} // closed when the process is gone
+	lease    *lease
 }
 
 func newID(n int) string {

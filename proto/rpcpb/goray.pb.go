@@ -1543,18 +1543,19 @@ func (x *LeaseRequest) GetFunction() string {
 }
 
 type LeaseUpdate struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	State            LeaseState             `protobuf:"varint,1,opt,name=state,proto3,enum=goray.rpc.LeaseState" json:"state,omitempty"`
-	WorkerId         string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	WorkerAddress    string                 `protobuf:"bytes,3,opt,name=worker_address,json=workerAddress,proto3" json:"worker_address,omitempty"`
-	NodeId           string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	SpillbackAddress string                 `protobuf:"bytes,5,opt,name=spillback_address,json=spillbackAddress,proto3" json:"spillback_address,omitempty"` // raylet address to retry at
-	SpillbackNodeId  string                 `protobuf:"bytes,6,opt,name=spillback_node_id,json=spillbackNodeId,proto3" json:"spillback_node_id,omitempty"`
-	GpuIds           []int64                `protobuf:"varint,7,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
-	Message          string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
-	WorkerPid        int64                  `protobuf:"varint,9,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	State             LeaseState             `protobuf:"varint,1,opt,name=state,proto3,enum=goray.rpc.LeaseState" json:"state,omitempty"`
+	WorkerId          string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerAddress     string                 `protobuf:"bytes,3,opt,name=worker_address,json=workerAddress,proto3" json:"worker_address,omitempty"`
+	NodeId            string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SpillbackAddress  string                 `protobuf:"bytes,5,opt,name=spillback_address,json=spillbackAddress,proto3" json:"spillback_address,omitempty"` // raylet address to retry at
+	SpillbackNodeId   string                 `protobuf:"bytes,6,opt,name=spillback_node_id,json=spillbackNodeId,proto3" json:"spillback_node_id,omitempty"`
+	GpuIds            []int64                `protobuf:"varint,7,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
+	Message           string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	WorkerPid         int64                  `protobuf:"varint,9,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
+	WorkerTaskAddress string                 `protobuf:"bytes,10,opt,name=worker_task_address,json=workerTaskAddress,proto3" json:"worker_task_address,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LeaseUpdate) Reset() {
@@ -1650,6 +1651,13 @@ func (x *LeaseUpdate) GetWorkerPid() int64 {
 	return 0
 }
 
+func (x *LeaseUpdate) GetWorkerTaskAddress() string {
+	if x != nil {
+		return x.WorkerTaskAddress
+	}
+	return ""
+}
+
 // The lease stream: the first message requests a lease; closing the
 // stream returns the worker; a message with kill=true returns it dead.
 type LeaseClientMessage struct {
@@ -1709,6 +1717,7 @@ type RegisterWorkerRequest struct {
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Pid           int64                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	TaskAddress   string                 `protobuf:"bytes,4,opt,name=task_address,json=taskAddress,proto3" json:"task_address,omitempty"` // framed task-push listener (see internal/core/taskconn.go)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1764,6 +1773,13 @@ func (x *RegisterWorkerRequest) GetPid() int64 {
 	return 0
 }
 
+func (x *RegisterWorkerRequest) GetTaskAddress() string {
+	if x != nil {
+		return x.TaskAddress
+	}
+	return ""
+}
+
 type WorkerBlocked struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -1816,6 +1832,8 @@ func (x *WorkerBlocked) GetBlocked() bool {
 	return false
 }
 
+// Tasks travel on the framed task connection (internal/core/taskconn.go),
+// not as a gRPC method.
 type TaskSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -2267,7 +2285,7 @@ const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"ShapeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc2\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf2\x02\n" +
 	"\vLeaseUpdate\x12+\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x15.goray.rpc.LeaseStateR\x05state\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12%\n" +
@@ -2278,14 +2296,17 @@ const file_goray_proto_rawDesc = "" +
 	"\agpu_ids\x18\a \x03(\x03R\x06gpuIds\x12\x18\n" +
 	"\amessage\x18\b \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"worker_pid\x18\t \x01(\x03R\tworkerPid\"[\n" +
+	"worker_pid\x18\t \x01(\x03R\tworkerPid\x12.\n" +
+	"\x13worker_task_address\x18\n" +
+	" \x01(\tR\x11workerTaskAddress\"[\n" +
 	"\x12LeaseClientMessage\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x17.goray.rpc.LeaseRequestR\arequest\x12\x12\n" +
-	"\x04kill\x18\x02 \x01(\bR\x04kill\"`\n" +
+	"\x04kill\x18\x02 \x01(\bR\x04kill\"\x83\x01\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\"F\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\x12!\n" +
+	"\ftask_address\x18\x04 \x01(\tR\vtaskAddress\"F\n" +
 	"\rWorkerBlocked\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\ablocked\x18\x02 \x01(\bR\ablocked\"\xd6\x01\n" +
@@ -2352,10 +2373,9 @@ const file_goray_proto_rawDesc = "" +
 	"\x05Lease\x12\x1d.goray.rpc.LeaseClientMessage\x1a\x16.goray.rpc.LeaseUpdate(\x010\x01\x12F\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x10.goray.rpc.Empty0\x01\x12;\n" +
 	"\rNotifyBlocked\x12\x18.goray.rpc.WorkerBlocked\x1a\x10.goray.rpc.Empty\x121\n" +
-	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xc7\x01\n" +
+	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\x8b\x01\n" +
 	"\n" +
-	"CoreWorker\x12:\n" +
-	"\tPushTasks\x12\x13.goray.rpc.TaskSpec\x1a\x14.goray.rpc.TaskReply(\x010\x01\x12C\n" +
+	"CoreWorker\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x128\n" +
 	"\n" +
 	"CancelTask\x12\x18.goray.rpc.CancelRequest\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
@@ -2458,35 +2478,33 @@ var file_goray_proto_depIdxs = []int32{
 	26, // 38: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
 	27, // 39: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
 	3,  // 40: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	28, // 41: goray.rpc.CoreWorker.PushTasks:input_type -> goray.rpc.TaskSpec
-	30, // 42: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	32, // 43: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	5,  // 44: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	3,  // 45: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	7,  // 46: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	11, // 47: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	11, // 48: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	12, // 49: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	3,  // 50: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	13, // 51: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	16, // 52: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	16, // 53: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	16, // 54: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	16, // 55: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	19, // 56: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	3,  // 57: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 58: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	3,  // 59: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	20, // 60: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	24, // 61: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	3,  // 62: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	3,  // 63: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	3,  // 64: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	29, // 65: goray.rpc.CoreWorker.PushTasks:output_type -> goray.rpc.TaskReply
-	31, // 66: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	3,  // 67: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	44, // [44:68] is the sub-list for method output_type
-	20, // [20:44] is the sub-list for method input_type
+	30, // 41: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	32, // 42: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	5,  // 43: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	3,  // 44: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	7,  // 45: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	11, // 46: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	11, // 47: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	12, // 48: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	3,  // 49: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	13, // 50: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	16, // 51: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	16, // 52: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	16, // 53: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	16, // 54: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	19, // 55: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	3,  // 56: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 57: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	3,  // 58: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	20, // 59: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	24, // 60: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	3,  // 61: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	3,  // 62: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	3,  // 63: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	31, // 64: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	3,  // 65: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	43, // [43:66] is the sub-list for method output_type
+	20, // [20:43] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name

@@ -947,7 +947,6 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	CoreWorker_PushTasks_FullMethodName  = "/goray.rpc.CoreWorker/PushTasks"
 	CoreWorker_GetObject_FullMethodName  = "/goray.rpc.CoreWorker/GetObject"
 	CoreWorker_CancelTask_FullMethodName = "/goray.rpc.CoreWorker/CancelTask"
 )
@@ -956,7 +955,6 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type CoreWorkerClient interface {
-	PushTasks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TaskSpec, TaskReply], error)
 	GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectReply, error)
 	CancelTask(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Empty, error)
 }
@@ -968,19 +966,6 @@ type coreWorkerClient struct {
 func NewCoreWorkerClient(cc grpc.ClientConnInterface) CoreWorkerClient {
 	return &coreWorkerClient{cc}
 }
-
-func (c *coreWorkerClient) PushTasks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TaskSpec, TaskReply], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &CoreWorker_ServiceDesc.Streams[0], CoreWorker_PushTasks_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[TaskSpec, TaskReply]{ClientStream: stream}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type CoreWorker_PushTasksClient = grpc.BidiStreamingClient[TaskSpec, TaskReply]
 
 func (c *coreWorkerClient) GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -1006,7 +991,6 @@ func (c *coreWorkerClient) CancelTask(ctx context.Context, in *CancelRequest, op
 // All implementations must embed UnimplementedCoreWorkerServer
 // for forward compatibility.
 type CoreWorkerServer interface {
-	PushTasks(grpc.BidiStreamingServer[TaskSpec, TaskReply]) error
 	GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error)
 	CancelTask(context.Context, *CancelRequest) (*Empty, error)
 	mustEmbedUnimplementedCoreWorkerServer()
@@ -1019,9 +1003,6 @@ type CoreWorkerServer interface {
 // pointer dereference when methods are called.
 type UnimplementedCoreWorkerServer struct{}
 
-func (UnimplementedCoreWorkerServer) PushTasks(grpc.BidiStreamingServer[TaskSpec, TaskReply]) error {
-	return status.Errorf(codes.Unimplemented, "method PushTasks not implemented")
-}
 func (UnimplementedCoreWorkerServer) GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetObject not implemented")
 }
@@ -1048,13 +1029,6 @@ func RegisterCoreWorkerServer(s grpc.ServiceRegistrar, srv CoreWorkerServer) {
 	}
 	s.RegisterService(&CoreWorker_ServiceDesc, srv)
 }
-
-func _CoreWorker_PushTasks_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(CoreWorkerServer).PushTasks(&grpc.GenericServerStream[TaskSpec, TaskReply]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type CoreWorker_PushTasksServer = grpc.BidiStreamingServer[TaskSpec, TaskReply]
 
 func _CoreWorker_GetObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetObjectRequest)
@@ -1108,13 +1082,6 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CoreWorker_CancelTask_Handler,
 		},
 	},
-	Streams: []grpc.StreamDesc{
-		{
-			StreamName:    "PushTasks",
-			Handler:       _CoreWorker_PushTasks_Handler,
-			ServerStreams: true,
-			ClientStreams: true,
-		},
-	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "goray.proto",
 }
