@@ -46,6 +46,11 @@ func (cw *CoreWorker) prepareTask(spec *rpcpb.TaskSpec) {
 	}
 }
 
+// Ping answers the GCS's liveness check of a driver.
+func (cw *CoreWorker) Ping(context.Context, *rpcpb.Empty) (*rpcpb.Empty, error) {
+	return &rpcpb.Empty{}, nil
+}
+
 // CancelTask cancels the context of a task running in this worker.
 func (cw *CoreWorker) CancelTask(ctx context.Context, req *rpcpb.CancelRequest) (*rpcpb.Empty, error) {
 	cw.mu.Lock()

@@ -189,6 +189,9 @@ func (s *Server) load() error {
 			return fmt.Errorf("gcs: corrupt job %s in storage: %w", id, err)
 		}
 		s.jobs[id] = j
+		if !j.IsDead && j.DriverAddress != "" {
+			go s.monitorDriver(j.JobId, j.DriverAddress)
+		}
 	}
 	if b, ok, err := s.store.Get(tableMeta, "job_counter"); err != nil {
 		return err
@@ -410,19 +413,27 @@ func (s *Server) AddJob(ctx context.Context, j *rpcpb.JobInfo) (*rpcpb.JobInfo, 
 	s.persistJob(j)
 	s.mu.Unlock()
 	s.ps.publish(&rpcpb.PubMessage{Channel: "job", Job: j})
+	if j.DriverAddress != "" {
+		go s.monitorDriver(j.JobId, j.DriverAddress)
+	}
 	return j, nil
 }
 
 func (s *Server) MarkJobFinished(ctx context.Context, req *rpcpb.JobID) (*rpcpb.Empty, error) {
-	s.mu.Lock()
-	j, ok := s.jobs[req.JobId]
-	if !ok {
-		s.mu.Unlock()
+	if !s.finishJob(req.JobId) {
 		return nil, status.Errorf(codes.NotFound, "gcs: unknown job %s", req.JobId)
 	}
-	if j.IsDead {
+	return &rpcpb.Empty{}, nil
+}
+
+// finishJob marks a job dead once; raylets then end its workers. It
+// reports whether the job is known.
+func (s *Server) finishJob(id string) bool {
+	s.mu.Lock()
+	j, ok := s.jobs[id]
+	if !ok || j.IsDead {
 		s.mu.Unlock()
-		return &rpcpb.Empty{}, nil
+		return ok
 	}
 	j = proto.Clone(j).(*rpcpb.JobInfo)
 	j.IsDead = true
@@ -431,7 +442,48 @@ func (s *Server) MarkJobFinished(ctx context.Context, req *rpcpb.JobID) (*rpcpb.
 	s.persistJob(j)
 	s.mu.Unlock()
 	s.ps.publish(&rpcpb.PubMessage{Channel: "job", Job: j})
-	return &rpcpb.Empty{}, nil
+	return true
+}
+
+// monitorDriver pings a job's driver like a raylet's health check and
+// finishes the job when the driver is gone, so a crashed driver's
+// workers do not outlive it.
+func (s *Server) monitorDriver(jobID, addr string) {
+	conn, err := grpc.NewClient(addr, append(auth.DialOptions(s.cfg.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		s.finishJob(jobID)
+		return
+	}
+	defer conn.Close()
+	client := rpcpb.NewCoreWorkerClient(conn)
+	failures := 0
+	t := time.NewTicker(s.cfg.HealthCheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		dead := s.jobs[jobID].GetIsDead()
+		s.mu.Unlock()
+		if dead {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HealthCheckTimeout)
+		_, err := client.Ping(ctx, &rpcpb.Empty{})
+		cancel()
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if failures++; failures >= s.cfg.FailureThreshold && s.ctx.Err() == nil {
+			s.log.Warn("driver gone; finishing its job", "job", jobID, "err", err)
+			s.finishJob(jobID)
+			return
+		}
+	}
 }
 
 func (s *Server) GetAllJobs(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.JobList, error) {

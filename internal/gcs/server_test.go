@@ -236,3 +236,52 @@ func TestBinaryStoreChecksContent(t *testing.T) {
 		t.Fatalf("bad hash: %v", err)
 	}
 }
+
+type fakeDriver struct {
+	rpcpb.UnimplementedCoreWorkerServer
+	pings chan struct{}
+}
+
+func (d fakeDriver) Ping(context.Context, *rpcpb.Empty) (*rpcpb.Empty, error) {
+	select {
+	case d.pings <- struct{}{}:
+	default:
+	}
+	return &rpcpb.Empty{}, nil
+}
+
+func TestJobFinishesWhenItsDriverDies(t *testing.T) {
+	s, gcs := startGCS(t, "")
+	defer s.Stop()
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := grpc.NewServer(auth.ServerOptions("tok")...)
+	pings := make(chan struct{}, 16)
+	rpcpb.RegisterCoreWorkerServer(drv, fakeDriver{pings: pings})
+	go drv.Serve(ln)
+	sub, _ := gcs.Subscribe(ctx, &rpcpb.SubscribeRequest{Channels: []string{"job"}})
+	sub.Recv()
+	j, err := gcs.AddJob(ctx, &rpcpb.JobInfo{Version: version.Version, DriverAddress: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := sub.Recv(); m.Job.IsDead {
+		t.Fatal("new job is dead")
+	}
+	// Pings answered for more than the failure threshold: the job lives.
+	for i := 0; i < 4; i++ {
+		<-pings
+	}
+	jobs, _ := gcs.GetAllJobs(ctx, &rpcpb.Empty{})
+	if jobs.Jobs[0].IsDead {
+		t.Fatal("job of a live driver was finished")
+	}
+	drv.Stop()
+	m, err := sub.Recv()
+	if err != nil || m.Job.JobId != j.JobId || !m.Job.IsDead || m.Job.EndTimeMs == 0 {
+		t.Fatalf("job of a dead driver: %v %v", m, err)
+	}
+}

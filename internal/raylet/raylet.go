@@ -402,7 +402,11 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 		case spillAddr != "":
 			dequeue()
 			return stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_SPILLBACK, SpillbackAddress: spillAddr, SpillbackNodeId: d.NodeID})
-		case d.Infeasible && (req.Spilled || sreq.Strategy == scheduler.NodeAffinity):
+		case d.Infeasible && req.Spilled:
+			// The requester's view was stale; it asks its own raylet again.
+			dequeue()
+			return status.Errorf(codes.ResourceExhausted, "raylet: %s", d.Reason)
+		case d.Infeasible && sreq.Strategy == scheduler.NodeAffinity && !sreq.AffinitySoft:
 			dequeue()
 			return stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_REJECTED, Message: d.Reason})
 		case d.Infeasible && !sentInfeasible:

@@ -2373,12 +2373,13 @@ const file_goray_proto_rawDesc = "" +
 	"\x05Lease\x12\x1d.goray.rpc.LeaseClientMessage\x1a\x16.goray.rpc.LeaseUpdate(\x010\x01\x12F\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x10.goray.rpc.Empty0\x01\x12;\n" +
 	"\rNotifyBlocked\x12\x18.goray.rpc.WorkerBlocked\x1a\x10.goray.rpc.Empty\x121\n" +
-	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\x8b\x01\n" +
+	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xb7\x01\n" +
 	"\n" +
 	"CoreWorker\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x128\n" +
 	"\n" +
-	"CancelTask\x12\x18.goray.rpc.CancelRequest\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
+	"CancelTask\x12\x18.goray.rpc.CancelRequest\x1a\x10.goray.rpc.Empty\x12*\n" +
+	"\x04Ping\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
 
 var (
 	file_goray_proto_rawDescOnce sync.Once
@@ -2480,31 +2481,33 @@ var file_goray_proto_depIdxs = []int32{
 	3,  // 40: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
 	30, // 41: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
 	32, // 42: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	5,  // 43: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	3,  // 44: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	7,  // 45: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	11, // 46: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	11, // 47: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	12, // 48: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	3,  // 49: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	13, // 50: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	16, // 51: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	16, // 52: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	16, // 53: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	16, // 54: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	19, // 55: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	3,  // 56: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 57: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	3,  // 58: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	20, // 59: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	24, // 60: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	3,  // 61: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	3,  // 62: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	3,  // 63: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	31, // 64: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	3,  // 65: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	43, // [43:66] is the sub-list for method output_type
-	20, // [20:43] is the sub-list for method input_type
+	3,  // 43: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	5,  // 44: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	3,  // 45: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	7,  // 46: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	11, // 47: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	11, // 48: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	12, // 49: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	3,  // 50: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	13, // 51: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	16, // 52: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	16, // 53: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	16, // 54: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	16, // 55: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	19, // 56: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	3,  // 57: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 58: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	3,  // 59: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	20, // 60: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	24, // 61: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	3,  // 62: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	3,  // 63: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	3,  // 64: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	31, // 65: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	3,  // 66: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	3,  // 67: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	44, // [44:68] is the sub-list for method output_type
+	20, // [20:44] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name

@@ -949,6 +949,7 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 const (
 	CoreWorker_GetObject_FullMethodName  = "/goray.rpc.CoreWorker/GetObject"
 	CoreWorker_CancelTask_FullMethodName = "/goray.rpc.CoreWorker/CancelTask"
+	CoreWorker_Ping_FullMethodName       = "/goray.rpc.CoreWorker/Ping"
 )
 
 // CoreWorkerClient is the client API for CoreWorker service.
@@ -957,6 +958,7 @@ const (
 type CoreWorkerClient interface {
 	GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectReply, error)
 	CancelTask(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Empty, error)
+	Ping(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type coreWorkerClient struct {
@@ -987,12 +989,23 @@ func (c *coreWorkerClient) CancelTask(ctx context.Context, in *CancelRequest, op
 	return out, nil
 }
 
+func (c *coreWorkerClient) Ping(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, CoreWorker_Ping_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoreWorkerServer is the server API for CoreWorker service.
 // All implementations must embed UnimplementedCoreWorkerServer
 // for forward compatibility.
 type CoreWorkerServer interface {
 	GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error)
 	CancelTask(context.Context, *CancelRequest) (*Empty, error)
+	Ping(context.Context, *Empty) (*Empty, error)
 	mustEmbedUnimplementedCoreWorkerServer()
 }
 
@@ -1008,6 +1021,9 @@ func (UnimplementedCoreWorkerServer) GetObject(context.Context, *GetObjectReques
 }
 func (UnimplementedCoreWorkerServer) CancelTask(context.Context, *CancelRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedCoreWorkerServer) Ping(context.Context, *Empty) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Ping not implemented")
 }
 func (UnimplementedCoreWorkerServer) mustEmbedUnimplementedCoreWorkerServer() {}
 func (UnimplementedCoreWorkerServer) testEmbeddedByValue()                    {}
@@ -1066,6 +1082,24 @@ func _CoreWorker_CancelTask_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoreWorker_Ping_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).Ping(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_Ping_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).Ping(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoreWorker_ServiceDesc is the grpc.ServiceDesc for CoreWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1080,6 +1114,10 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelTask",
 			Handler:    _CoreWorker_CancelTask_Handler,
+		},
+		{
+			MethodName: "Ping",
+			Handler:    _CoreWorker_Ping_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
