@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,11 +93,14 @@ func run() int {
 	err := flags.Parse(os.Args[1:])
 	if err == nil && flags.NArg() > 1 {
 		flags.Usage()
-		err = flag.ErrHelp
+		err = errors.New("too many arguments")
 	}
 	// Workers run this binary too (without arguments) and must reach Init,
 	// which serves tasks there and never returns.
 	if err != nil && !goray.IsWorker() {
+		if err == flag.ErrHelp {
+			return 0
+		}
 		return 2
 	}
 	var opts []goray.InitOption
@@ -126,14 +130,20 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 	start := time.Now()
 	local := counts{}
 	var (
-		batches     []goray.ObjectRef[[]byte]
+		refs        []goray.ObjectRef[Partial]
 		batch       []byte
 		files, size int
 	)
-	put := func() error {
+	// Each batch's task is submitted as soon as the batch is full, so
+	// counting overlaps reading.
+	submit := func() error {
 		ref, err := goray.Put(batch)
-		batches, batch = append(batches, ref), nil // Put copied it
-		return err
+		if err != nil {
+			return err
+		}
+		refs = append(refs, countBatch.Options(goray.Spread()).Remote(ref))
+		batch = nil // Put copied it
+		return nil
 	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -147,26 +157,22 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		size += len(data)
 		countWords(data, local)
 		if len(batch) > 0 && len(batch)+len(data)+1 > batchBytes {
-			if err := put(); err != nil {
+			if err := submit(); err != nil {
 				return err
 			}
+		}
+		if batch == nil {
+			batch = make([]byte, 0, max(batchBytes, len(data)+1))
 		}
 		// The newline keeps the last word of one file apart from the next.
 		batch = append(append(batch, data...), '\n')
 		return nil
 	})
 	if err == nil && len(batch) > 0 {
-		err = put()
+		err = submit()
 	}
 	if err != nil {
 		return err
-	}
-	// Submit the tasks together, not one by one while reading: tasks that
-	// trickle in are all run by the first leased worker, which is free
-	// again before the next one comes, so they would not spread.
-	refs := make([]goray.ObjectRef[Partial], len(batches))
-	for i, b := range batches {
-		refs[i] = countBatch.Options(goray.Spread()).Remote(b)
 	}
 
 	total := map[string]int64{}
@@ -204,7 +210,7 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 func firstDiff(a, b map[string]int64) (string, bool) {
 	var diff []string
 	for w, n := range a {
-		if b[w] != n { // counts are never 0
+		if b[w] != n { // a missing word reads as 0, never a count
 			diff = append(diff, w)
 		}
 	}

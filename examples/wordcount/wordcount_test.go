@@ -106,9 +106,17 @@ func TestWordcountCluster(t *testing.T) {
 	err := cmd.Run()
 	t.Logf("stderr:\n%s", stderr.String())
 	t.Cleanup(func() {
-		if t.Failed() {
-			for i, w := range cluster.Workers {
-				t.Logf("worker node %d log:\n%s", i, w.Log())
+		if !t.Failed() {
+			return
+		}
+		for i, w := range cluster.Workers {
+			t.Logf("worker node %d log:\n%s", i, w.Log())
+		}
+		for _, n := range append([]*testcluster.Node{cluster.Head}, cluster.Workers...) {
+			logs, _ := filepath.Glob(filepath.Join(n.Info.SessionDir, "logs", "worker-*"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", l, b)
 			}
 		}
 	})
@@ -145,7 +153,7 @@ func TestWordcountCluster(t *testing.T) {
 	}
 	slices.Sort(nodes)
 	if !slices.Equal(ids, nodes) {
-		t.Errorf("tasks ran on nodes %v, want all of %v (sorted)", ids, nodes)
+		t.Errorf("tasks ran on nodes %v, want all of %v (sorted); stdout:\n%s", ids, nodes, stdout.String())
 	}
 	if ran != batches {
 		t.Errorf("nodes ran %d tasks, want %d", ran, batches)

@@ -96,7 +96,15 @@ func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) 
 		spec:     &rpcpb.TaskSpec{Function: function, OwnerAddress: cw.address, JobId: cw.cfg.JobID, Name: name},
 	}
 	t.spec.TaskId = t.returnID
+	// As Ray's SchedulingKey, the class includes the task's ref arguments:
+	// tasks over different objects get leases of their own, so a fast
+	// first lease does not drain a whole SPREAD batch.
 	key := fmt.Sprintf("%s|%s|%d|%s|%v", function, shape.Key(), opts.Strategy, opts.AffinityNodeID, opts.AffinitySoft)
+	for _, a := range args {
+		if a.Ref != nil {
+			key += "|" + a.Ref.ID
+		}
+	}
 	cw.store.pending(t.returnID)
 	cw.mu.Lock()
 	c := cw.classes[key]
@@ -218,6 +226,7 @@ func (cw *CoreWorker) requestLease(c *schedClass) {
 		if again {
 			c.requests++
 		}
+		cw.pruneLocked(c)
 		cw.mu.Unlock()
 		if again {
 			go cw.requestLease(c)
@@ -311,6 +320,14 @@ const (
 	maxInFlight     = 64
 	fastTaskLatency = time.Millisecond
 )
+
+// pruneLocked forgets a class with nothing queued, requested or leased.
+// Caller holds cw.mu.
+func (cw *CoreWorker) pruneLocked(c *schedClass) {
+	if len(c.queue) == 0 && c.requests == 0 && len(c.leases) == 0 && cw.classes[c.key] == c {
+		delete(cw.classes, c.key)
+	}
+}
 
 // runLease pushes the class's tasks to the leased worker until none is
 // queued for LeaseLinger, then returns the worker.
