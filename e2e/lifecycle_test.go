@@ -123,3 +123,16 @@ func sumBytes(b []byte) int {
 	}
 	return s
 }
+
+func TestWorkerNodeExitsWhenGCSIsGone(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Env: []string{"GORAY_gcs_rpc_server_reconnect_timeout_ms=1000"}})
+	c.Head.Kill()
+	select {
+	case <-c.Workers[0].Exited():
+	case <-time.After(15 * time.Second):
+		t.Fatal("worker node still runs 15s after its head died")
+	}
+	if log := c.Workers[0].Log(); !regexp.MustCompile(`GCS at .* unreachable`).MatchString(log) {
+		t.Fatalf("worker node should say why it exited:\n%s", log)
+	}
+}

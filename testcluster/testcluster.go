@@ -86,9 +86,14 @@ func GorayBinary(t testing.TB) string {
 	return buildBin
 }
 
-// Build compiles a package of this module into out.
+// Build compiles a package of this module into out; with GORAY_TEST_RACE
+// set, with the race detector.
 func Build(out, pkg string) error {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	args := []string{"build", "-o", out}
+	if os.Getenv("GORAY_TEST_RACE") != "" {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
@@ -121,7 +126,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.Head = c.StartNode(NodeOptions{CPUs: opts.HeadCPUs, Flags: []string{"--head", "--port=0", "--dashboard-port=0"}})
 	c.Address = c.Head.Info.GCSAddress
 	for i := 0; i < opts.Workers; i++ {
-		c.Workers = append(c.Workers, c.AddNode(NodeOptions{CPUs: opts.WorkerCPUs}))
+		c.AddNode(NodeOptions{CPUs: opts.WorkerCPUs})
 	}
 	return c
 }
@@ -140,9 +145,11 @@ func (c *Cluster) Env() []string {
 	return append(env, c.opts.Env...)
 }
 
-// AddNode joins a worker node to the cluster.
+// AddNode joins a worker node to the cluster (appended to Workers).
 func (c *Cluster) AddNode(o NodeOptions) *Node {
-	return c.StartNode(NodeOptions{CPUs: o.CPUs, Env: o.Env, Flags: append([]string{"--address=" + c.Address}, o.Flags...)})
+	n := c.StartNode(NodeOptions{CPUs: o.CPUs, Env: o.Env, Flags: append([]string{"--address=" + c.Address}, o.Flags...)})
+	c.Workers = append(c.Workers, n)
+	return n
 }
 
 // StartNode starts `goray start --block` with the given flags and waits
@@ -226,13 +233,18 @@ func (n *Node) Log() string {
 	return string(b)
 }
 
-// Stop stops every node, workers first.
+// Stop stops every node, workers first. A data race a node reported
+// (GORAY_TEST_RACE builds) fails the test.
 func (c *Cluster) Stop() {
-	for _, w := range c.Workers {
-		w.Stop()
-	}
+	nodes := append([]*Node{}, c.Workers...)
 	if c.Head != nil {
-		c.Head.Stop()
+		nodes = append(nodes, c.Head)
+	}
+	for _, n := range nodes {
+		n.Stop()
+		if log := n.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+			c.t.Errorf("node %s reported a data race:\n%s", n.Info.NodeID, log)
+		}
 	}
 	if c.t.Failed() && c.Head != nil {
 		c.t.Logf("head log:\n%s", c.Head.Log())

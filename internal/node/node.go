@@ -68,11 +68,12 @@ type Config struct {
 	Private bool
 	Token   string // "" = authentication disabled
 
-	HealthCheckPeriod  time.Duration
-	HealthCheckTimeout time.Duration
-	FailureThreshold   int
-	WorkerIdleTimeout  time.Duration
-	Logger             *slog.Logger
+	HealthCheckPeriod   time.Duration
+	HealthCheckTimeout  time.Duration
+	FailureThreshold    int
+	WorkerIdleTimeout   time.Duration
+	GCSReconnectTimeout time.Duration
+	Logger              *slog.Logger
 }
 
 // Info is what a started node records in its session directory and prints.
@@ -182,6 +183,9 @@ func (c *Config) ApplyEnv() {
 	if c.FailureThreshold == 0 {
 		c.FailureThreshold = envInt([]string{"GORAY_health_check_failure_threshold", "RAY_health_check_failure_threshold"}, def.FailureThreshold)
 	}
+	if c.GCSReconnectTimeout == 0 {
+		c.GCSReconnectTimeout = envDuration([]string{"GORAY_gcs_rpc_server_reconnect_timeout_ms"}, 60*time.Second)
+	}
 	if c.WorkerIdleTimeout == 0 {
 		c.WorkerIdleTimeout = envDuration([]string{"GORAY_worker_idle_timeout_ms"}, 60*time.Second)
 	}
@@ -268,7 +272,7 @@ func Start(cfg Config) (*Node, error) {
 		Listener: rln, Address: n.Info.RayletAddress, AgentAddr: n.Info.AgentAddress,
 		GCSAddress: n.Info.GCSAddress, Token: cfg.Token, Resources: res, Labels: cfg.Labels,
 		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond,
-		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, Logger: log,
+		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, GCSReconnectTimeout: cfg.GCSReconnectTimeout, Logger: log,
 	})
 	if err != nil {
 		aln.Close()

@@ -49,7 +49,10 @@ type Config struct {
 	ReportPeriod          time.Duration
 	WorkerIdleTimeout     time.Duration
 	WorkerRegisterTimeout time.Duration
-	Logger                *slog.Logger
+	// GCSReconnectTimeout is how long the raylet outlives an unreachable
+	// GCS before it exits (Ray: gcs_rpc_server_reconnect_timeout_s, 60s).
+	GCSReconnectTimeout time.Duration
+	Logger              *slog.Logger
 }
 
 // Validate reports a configuration that cannot run.
@@ -59,8 +62,8 @@ func (c *Config) Validate() error {
 		return errors.New("raylet: node id, listener, address and GCS address are required")
 	case c.SessionDir == "" || c.TempRoot == "":
 		return errors.New("raylet: session and temp directories are required")
-	case c.ReportPeriod <= 0 || c.WorkerIdleTimeout <= 0 || c.WorkerRegisterTimeout <= 0:
-		return errors.New("raylet: report period and worker timeouts must be positive")
+	case c.ReportPeriod <= 0 || c.WorkerIdleTimeout <= 0 || c.WorkerRegisterTimeout <= 0 || c.GCSReconnectTimeout <= 0:
+		return errors.New("raylet: report period, worker and GCS timeouts must be positive")
 	}
 	for k, v := range c.Resources {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -201,7 +204,15 @@ func (r *Raylet) notifyLocked() {
 
 // ---------------------------------------------------------------- GCS sync
 
+func (r *Raylet) die(err error) {
+	select {
+	case r.dead <- err:
+	default:
+	}
+}
+
 func (r *Raylet) reportLoop() {
+	lastReport := time.Now()
 	t := time.NewTicker(r.cfg.ReportPeriod)
 	defer t.Stop()
 	idle := time.NewTicker(time.Second)
@@ -227,15 +238,18 @@ func (r *Raylet) reportLoop() {
 		view, err := r.gcs.ReportResources(ctx, rep)
 		cancel()
 		if status.Code(err) == codes.FailedPrecondition {
-			select {
-			case r.dead <- fmt.Errorf("raylet: %s", status.Convert(err).Message()):
-			default:
-			}
+			r.die(fmt.Errorf("raylet: %s", status.Convert(err).Message()))
 			return
 		}
 		if err != nil {
+			// Like Ray's raylet, give up on a GCS gone for too long.
+			if time.Since(lastReport) > r.cfg.GCSReconnectTimeout {
+				r.die(fmt.Errorf("raylet: GCS at %s unreachable for %s: %s", r.cfg.GCSAddress, r.cfg.GCSReconnectTimeout, status.Convert(err).Message()))
+				return
+			}
 			continue
 		}
+		lastReport = time.Now()
 		r.mu.Lock()
 		r.view = view
 		r.notifyLocked()
