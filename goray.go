@@ -38,10 +38,11 @@ func Version() string { return version.Version }
 
 // runtime is the connection of this process to its cluster.
 type runtime struct {
-	cw     *core.CoreWorker
-	jobID  string
-	local  *node.Node // a cluster Init started for this driver alone
-	worker bool
+	cw        *core.CoreWorker
+	jobID     string
+	namespace string     // for named actors
+	local     *node.Node // a cluster Init started for this driver alone
+	worker    bool
 }
 
 var (
@@ -62,13 +63,18 @@ func current() (*runtime, error) {
 type InitOption func(*initConfig)
 
 type initConfig struct {
-	address  string
-	numCPUs  float64
-	numGPUs  float64
-	logTo    io.Writer
-	tempRoot string
-	newLocal bool
+	address   string
+	numCPUs   float64
+	numGPUs   float64
+	logTo     io.Writer
+	tempRoot  string
+	newLocal  bool
+	namespace string
 }
+
+// Namespace sets the job's namespace for named actors (default: an
+// anonymous namespace of this job, as in Ray).
+func Namespace(ns string) InitOption { return func(c *initConfig) { c.namespace = ns } }
 
 // NewLocalCluster makes Init start a cluster of its own in this process,
 // even when a cluster is reachable (microbenchmarks, tests).
@@ -160,7 +166,7 @@ func Init(opts ...InitOption) error {
 	} else if !auth.Disabled() && token == "" {
 		return errors.New("goray: no auth token: set GORAY_AUTH_TOKEN (see goray get-auth-token on the head) or GORAY_AUTH_MODE=disabled")
 	}
-	if err := r.connectDriver(addr, token, cfg.logTo); err != nil {
+	if err := r.connectDriver(addr, token, cfg.logTo, cfg.namespace); err != nil {
 		if r.local != nil {
 			r.local.Stop()
 		}
@@ -181,7 +187,7 @@ func reachable(addr string) bool {
 
 // connectDriver registers this program as a driver (a job) and uploads its
 // executable for the cluster's workers.
-func (r *runtime) connectDriver(addr, token string, logTo io.Writer) error {
+func (r *runtime) connectDriver(addr, token string, logTo io.Writer, namespace string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := grpc.NewClient(addr, append(auth.DialOptions(token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
@@ -204,7 +210,7 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer) error {
 	}
 	cw, err := core.Start(core.Config{
 		GCSAddress: addr, RayletAddress: local.RayletAddress, NodeID: local.NodeId, NodeIP: local.NodeIp,
-		Token: token, Functions: lookup,
+		Token: token, Functions: lookup, Actors: lookupActor,
 	})
 	if err != nil {
 		return err
@@ -213,14 +219,14 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer) error {
 	job, err := cw.GCS().AddJob(ctx, &rpcpb.JobInfo{
 		DriverAddress: cw.Address(), DriverIp: local.NodeIp, DriverPid: int64(os.Getpid()),
 		BinaryHash: hash, Version: version.Version, Entrypoint: strings.Join(os.Args, " "),
-		Env: map[string]string{"GORAY_DRIVER_HOST": host},
+		Env: map[string]string{"GORAY_DRIVER_HOST": host}, Namespace: namespace,
 	})
 	if err != nil {
 		cw.Stop()
 		return fmt.Errorf("goray: register driver: %s", status.Convert(err).Message())
 	}
 	cw.SetJob(job.JobId)
-	r.cw, r.jobID = cw, job.JobId
+	r.cw, r.jobID, r.namespace = cw, job.JobId, job.Namespace
 	go cw.PrintLogs(job.JobId, logTo)
 	return nil
 }
@@ -322,14 +328,14 @@ func runWorker() {
 		GCSAddress: os.Getenv("GORAY_ADDRESS"), RayletAddress: os.Getenv("GORAY_RAYLET_ADDRESS"),
 		NodeID: os.Getenv("GORAY_NODE_ID"), NodeIP: os.Getenv("GORAY_NODE_IP"),
 		Token: os.Getenv("GORAY_AUTH_TOKEN"), IsWorker: true, WorkerID: os.Getenv("GORAY_WORKER_ID"),
-		JobID: os.Getenv("GORAY_JOB_ID"), Functions: lookup,
+		JobID: os.Getenv("GORAY_JOB_ID"), Functions: lookup, Actors: lookupActor,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goray worker:", err)
 		os.Exit(1)
 	}
 	rtMu.Lock()
-	rt = &runtime{cw: cw, jobID: os.Getenv("GORAY_JOB_ID"), worker: true}
+	rt = &runtime{cw: cw, jobID: os.Getenv("GORAY_JOB_ID"), namespace: os.Getenv("GORAY_NAMESPACE"), worker: true}
 	rtMu.Unlock()
 	err = cw.ServeWorker()
 	fmt.Fprintln(os.Stderr, "goray worker exiting:", err)

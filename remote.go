@@ -7,7 +7,6 @@ import (
 
 	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/core"
-	"github.com/goray/goray/proto/rpcpb"
 )
 
 var (
@@ -55,58 +54,6 @@ func (r ObjectRef[T]) toArg() (core.Arg, error) {
 	return core.Arg{Ref: &ref}, nil
 }
 
-// Option is a per-call option of a remote function (Ray's .options()).
-type Option func(*core.TaskOptions)
-
-func setRes(name string, v float64) Option {
-	return func(o *core.TaskOptions) {
-		if o.Resources == nil {
-			o.Resources = map[string]float64{}
-		}
-		o.Resources[name] = v
-	}
-}
-
-// NumCPUs sets the CPUs a call needs (default 1).
-func NumCPUs(n float64) Option { return setRes("CPU", n) }
-
-// NumGPUs sets the GPUs a call needs; the task sees its GPU ids in
-// CUDA_VISIBLE_DEVICES.
-func NumGPUs(n float64) Option { return setRes("GPU", n) }
-
-// Memory sets the logical memory a call needs, in bytes.
-func Memory(bytes int64) Option { return setRes("memory", float64(bytes)) }
-
-// Resources adds custom resources a call needs.
-func Resources(r map[string]float64) Option {
-	return func(o *core.TaskOptions) {
-		for k, v := range r {
-			setRes(k, v)(o)
-		}
-	}
-}
-
-// MaxRetries sets how often a call is retried when its worker or node
-// dies (default 3, -1 = forever; application errors are not retried).
-func MaxRetries(n int) Option { return func(o *core.TaskOptions) { o.MaxRetries = n } }
-
-// Name names the task in logs and errors (default: the function's name).
-func Name(name string) Option { return func(o *core.TaskOptions) { o.Name = name } }
-
-// Spread spreads calls across nodes (Ray's "SPREAD" strategy).
-func Spread() Option {
-	return func(o *core.TaskOptions) { o.Strategy = rpcpb.SchedulingStrategy_SPREAD }
-}
-
-// NodeAffinity runs calls on the given node; with soft they may run
-// elsewhere when it is busy or gone, otherwise they fail if it is dead.
-func NodeAffinity(nodeID string, soft bool) Option {
-	return func(o *core.TaskOptions) {
-		o.Strategy = rpcpb.SchedulingStrategy_NODE_AFFINITY
-		o.AffinityNodeID, o.AffinitySoft = nodeID, soft
-	}
-}
-
 type fn struct {
 	name string
 	opts []Option
@@ -127,11 +74,7 @@ func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectR
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, f.name, err)}
 		}
 	}
-	o := core.TaskOptions{MaxRetries: 3}
-	for _, opt := range f.opts {
-		opt(&o)
-	}
-	return ObjectRef[R]{ref: r.cw.SubmitTask(f.name, cargs, o)}
+	return ObjectRef[R]{ref: r.cw.SubmitTask(f.name, cargs, applyOptions(f.opts).task())}
 }
 
 func decodeArg[T any](b []byte) (T, error) {

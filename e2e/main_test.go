@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if goray.IsWorker() {
 		goray.Init() // never returns
 	}
+	if role := os.Getenv("E2E_DRIVER_ROLE"); role != "" {
+		os.Exit(runDriverRole(role)) // a second driver process of a test
+	}
 	os.Exit(m.Run())
 }
 

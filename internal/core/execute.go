@@ -26,6 +26,8 @@ func (cw *CoreWorker) cancelRemote(l *leaseHandle, t *task) error {
 // changes, prints the marker that lets the raylet's log monitor tag the
 // output that follows. Tasks of one worker run one at a time.
 func (cw *CoreWorker) prepareTask(spec *rpcpb.TaskSpec) {
+	cw.envMu.Lock()
+	defer cw.envMu.Unlock()
 	ids := make([]string, len(spec.GpuIds))
 	for i, id := range spec.GpuIds {
 		ids[i] = strconv.FormatInt(id, 10)
@@ -75,9 +77,9 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 		reply.Result, reply.AppError = b, true
 		return reply
 	}
-	fn, ok := cw.cfg.Functions(spec.Function)
-	if !ok {
-		return fail(fmt.Sprintf("function %q is not registered in this binary", spec.Function), "", false)
+	fn, err := cw.executor(spec)
+	if err != nil {
+		return fail(err.Error(), "", false)
 	}
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -91,7 +93,6 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 	}()
 	var (
 		out      []byte
-		err      error
 		panicked any
 		stack    string
 	)

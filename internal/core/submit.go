@@ -342,7 +342,7 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 	}()
 	ctx, cancel := context.WithCancel(cw.ctx)
 	defer cancel()
-	push, err := dialTask(ctx, g.WorkerTaskAddress, cw.cfg.Token)
+	push, err := DialTask(ctx, g.WorkerTaskAddress, cw.cfg.Token)
 	if err != nil {
 		cw.log.Debug("task connection", "worker", g.WorkerTaskAddress, "err", err)
 		return

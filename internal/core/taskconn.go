@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -56,21 +57,23 @@ func readFrame(r *bufio.Reader, buf []byte) ([]byte, error) {
 	return buf, err
 }
 
-// taskConn is the owner's end of a framed task connection.
-type taskConn struct {
+// TaskConn is the caller's end of a framed task connection: owners push
+// tasks, the GCS creates actors, callers invoke actor methods.
+type TaskConn struct {
 	c   *net.TCPConn
 	r   *bufio.Reader
 	w   *bufio.Writer
 	buf []byte
 }
 
-func dialTask(ctx context.Context, addr, token string) (*taskConn, error) {
+// DialTask connects to a worker's task address and authenticates.
+func DialTask(ctx context.Context, addr, token string) (*TaskConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	tc := &taskConn{c: c.(*net.TCPConn), r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
+	tc := &TaskConn{c: c.(*net.TCPConn), r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := writeFrame(tc.w, []byte(token)); err != nil {
 		c.Close()
@@ -94,7 +97,7 @@ func dialTask(ctx context.Context, addr, token string) (*taskConn, error) {
 }
 
 // Send pushes one task.
-func (tc *taskConn) Send(spec *rpcpb.TaskSpec) error {
+func (tc *TaskConn) Send(spec *rpcpb.TaskSpec) error {
 	b, err := proto.Marshal(spec)
 	if err != nil {
 		return err
@@ -106,7 +109,7 @@ func (tc *taskConn) Send(spec *rpcpb.TaskSpec) error {
 }
 
 // Recv reads the next reply.
-func (tc *taskConn) Recv() (*rpcpb.TaskReply, error) {
+func (tc *TaskConn) Recv() (*rpcpb.TaskReply, error) {
 	b, err := readFrame(tc.r, tc.buf)
 	if err != nil {
 		return nil, err
@@ -122,9 +125,9 @@ func (tc *taskConn) Recv() (*rpcpb.TaskReply, error) {
 }
 
 // CloseSend tells the worker no more tasks come; replies still arrive.
-func (tc *taskConn) CloseSend() { tc.c.CloseWrite() }
+func (tc *TaskConn) CloseSend() { tc.c.CloseWrite() }
 
-func (tc *taskConn) Close() { tc.c.Close() }
+func (tc *TaskConn) Close() { tc.c.Close() }
 
 // serveTasks accepts framed task connections until ln closes.
 func (cw *CoreWorker) serveTasks(ln net.Listener) {
@@ -157,7 +160,12 @@ func (cw *CoreWorker) serveTaskConn(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(cw.ctx)
 	defer cancel()
-	var buf []byte
+	var (
+		buf     []byte
+		writeMu sync.Mutex
+		running sync.WaitGroup
+	)
+	defer running.Wait()
 	for {
 		b, err := readFrame(r, buf)
 		if err != nil {
@@ -170,19 +178,39 @@ func (cw *CoreWorker) serveTaskConn(c net.Conn) {
 		if cap(b) <= 64<<10 {
 			buf = b
 		}
+		if sem := cw.concurrentActor(spec); sem != nil {
+			// Methods of an actor with max_concurrency > 1 run in parallel
+			// and answer in completion order; callers match task ids.
+			sem <- struct{}{}
+			running.Add(1)
+			go func() {
+				defer func() { <-sem; running.Done() }()
+				out, err := proto.Marshal(cw.execute(ctx, spec))
+				if err != nil {
+					return
+				}
+				writeMu.Lock()
+				defer writeMu.Unlock()
+				if writeFrame(w, out) == nil {
+					w.Flush()
+				}
+			}()
+			continue
+		}
 		out, err := proto.Marshal(cw.execute(ctx, spec))
 		if err != nil {
 			return
 		}
-		if err := writeFrame(w, out); err != nil {
-			return
-		}
+		writeMu.Lock()
+		err = writeFrame(w, out)
 		// Flush only when no further task is already buffered, so a
 		// pipelined burst is answered with few writes.
-		if r.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
-				return
-			}
+		if err == nil && r.Buffered() == 0 {
+			err = w.Flush()
+		}
+		writeMu.Unlock()
+		if err != nil {
+			return
 		}
 	}
 }

@@ -36,7 +36,7 @@ func newTaskServer(t *testing.T, token string) string {
 
 func TestTaskConnPipelinesInOrder(t *testing.T) {
 	addr := newTaskServer(t, "secret")
-	tc, err := dialTask(context.Background(), addr, "secret")
+	tc, err := DialTask(context.Background(), addr, "secret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +72,10 @@ func TestTaskConnPipelinesInOrder(t *testing.T) {
 
 func TestTaskConnRefusesWrongToken(t *testing.T) {
 	addr := newTaskServer(t, "secret")
-	if _, err := dialTask(context.Background(), addr, "guess"); err == nil || !strings.Contains(err.Error(), "invalid token") {
+	if _, err := DialTask(context.Background(), addr, "guess"); err == nil || !strings.Contains(err.Error(), "invalid token") {
 		t.Fatalf("wrong token: %v", err)
 	}
-	if _, err := dialTask(context.Background(), addr, ""); err == nil {
+	if _, err := DialTask(context.Background(), addr, ""); err == nil {
 		t.Fatal("missing token accepted")
 	}
 }

@@ -44,6 +44,8 @@ type Config struct {
 	JobID    string
 	// Functions resolves a registered function name.
 	Functions func(name string) (Executor, bool)
+	// Actors resolves a registered actor class.
+	Actors func(class string) (*ActorClass, bool)
 	// LogOutput receives the job's worker output (drivers only).
 	LogOutput io.Writer
 	// LeaseLinger is how long a lease with no queued task is kept before
@@ -83,8 +85,19 @@ type CoreWorker struct {
 	classes map[string]*schedClass
 	running map[string]context.CancelFunc // tasks executing in this process
 
-	// Task environment of this worker, touched only by the task that runs.
+	// Task environment of this worker process.
+	envMu                  sync.Mutex
 	lastGPUs, lastTaskName string
+
+	// The actor this worker hosts, once its constructor ran.
+	actorMu    sync.Mutex
+	actorID    string
+	actorClass *ActorClass
+	actorInst  any
+	actorSem   chan struct{} // bounds concurrent methods (max_concurrency)
+
+	actorsMu sync.Mutex
+	actors   map[string]*actorClient // actors this process calls
 
 	// blocked counts Get/Wait calls that block inside a running task.
 	blockMu sync.Mutex
@@ -109,7 +122,7 @@ func Start(cfg Config) (*CoreWorker, error) {
 		cfg: cfg, log: log.With("component", "core_worker"), address: ln.Addr().String(),
 		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(),
 		conns: map[string]*grpc.ClientConn{}, tasks: map[string]*task{}, classes: map[string]*schedClass{},
-		running: map[string]context.CancelFunc{},
+		running: map[string]context.CancelFunc{}, actors: map[string]*actorClient{},
 	}
 	if cw.gcsConn, err = cw.dial(cfg.GCSAddress); err != nil {
 		cancel()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/gcs/store"
+	"github.com/goray/goray/internal/scheduler"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -108,6 +109,12 @@ type Server struct {
 	jobs        map[string]*rpcpb.JobInfo
 	jobCounter  uint32
 	viewVersion int64
+	actors      map[string]*actorEntry
+	named       map[string]string // namespace+name → actor id
+	actorPolicy *scheduler.Policy
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn // to raylets, for actor leases
 
 	done chan struct{}
 }
@@ -139,7 +146,8 @@ func Start(cfg Config) (*Server, error) {
 		cfg: cfg, log: log.With("component", "gcs"), store: st, ps: newPubsub(),
 		ctx: ctx, cancel: cancel,
 		nodes: map[string]*nodeEntry{}, jobs: map[string]*rpcpb.JobInfo{},
-		done: make(chan struct{}),
+		actors: map[string]*actorEntry{}, named: map[string]string{}, actorPolicy: scheduler.NewPolicy(),
+		conns: map[string]*grpc.ClientConn{}, done: make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		cancel()
@@ -193,6 +201,28 @@ func (s *Server) load() error {
 			go s.monitorDriver(j.JobId, j.DriverAddress)
 		}
 	}
+	actors, err := s.store.GetAll(tableActors)
+	if err != nil {
+		return err
+	}
+	for id, b := range actors {
+		info := &rpcpb.ActorInfo{}
+		if err := proto.Unmarshal(b, info); err != nil {
+			return fmt.Errorf("gcs: corrupt actor %s in storage: %w", id, err)
+		}
+		e := &actorEntry{info: info, kill: make(chan bool, 1)}
+		s.actors[id] = e
+		if info.State != rpcpb.ActorState_ACTOR_DEAD {
+			// Its worker's lease ended with the old GCS: start it again.
+			if info.Spec.Name != "" {
+				s.named[nameKey(info.Spec.Namespace, info.Spec.Name)] = id
+			}
+			info.State, info.Address = rpcpb.ActorState_RESTARTING, ""
+			actx, cancel := context.WithCancel(s.ctx)
+			e.stop = cancel
+			go s.runActor(actx, e)
+		}
+	}
 	if b, ok, err := s.store.Get(tableMeta, "job_counter"); err != nil {
 		return err
 	} else if ok && len(b) == 4 {
@@ -206,6 +236,11 @@ func (s *Server) Stop() {
 	s.cancel()
 	s.grpc.Stop()
 	<-s.done
+	s.connMu.Lock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.connMu.Unlock()
 	s.store.Close()
 }
 
@@ -407,6 +442,9 @@ func (s *Server) AddJob(ctx context.Context, j *rpcpb.JobInfo) (*rpcpb.JobInfo, 
 		}
 		j.JobId = hex.EncodeToString(b[:])
 	}
+	if j.Namespace == "" {
+		j.Namespace = "anonymous_namespace_" + j.JobId // Ray's default: private to the job
+	}
 	j.StartTimeMs = nowMs()
 	j.IsDead = false
 	s.jobs[j.JobId] = j
@@ -442,6 +480,7 @@ func (s *Server) finishJob(id string) bool {
 	s.persistJob(j)
 	s.mu.Unlock()
 	s.ps.publish(&rpcpb.PubMessage{Channel: "job", Job: j})
+	s.killJobActors(id)
 	return true
 }
 

@@ -76,6 +76,8 @@ func (c *Config) Validate() error {
 // lease is one granted worker lease. Guarded by Raylet.mu.
 type lease struct {
 	w        *worker
+	actor    bool // a dedicated actor worker: it dies with its lease
+	detached bool // outlives its job
 	shape    scheduler.Resources
 	gpuIDs   []int64
 	blocked  bool
@@ -401,7 +403,12 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 		}
 		p.infeasible = d.Infeasible
 		if d.NodeID == r.cfg.NodeID && d.Available {
-			l := r.takeLocked(sreq.Shape)
+			held := sreq.Shape
+			if req.Actor {
+				held = scheduler.Resources(req.Hold).Clone()
+			}
+			l := r.takeLocked(held)
+			l.actor, l.detached = req.Actor, req.Detached
 			delete(r.queue, p)
 			r.mu.Unlock()
 			return r.serveLease(stream, job, l)
@@ -504,6 +511,7 @@ func (r *Raylet) serveLease(stream rpcpb.Raylet_LeaseServer, job *rpcpb.JobInfo,
 	r.mu.Lock()
 	l.w = w
 	w.lease = l
+	w.detached = l.detached
 	r.mu.Unlock()
 	select {
 	case <-w.exited:
@@ -535,7 +543,7 @@ func (r *Raylet) serveLease(stream rpcpb.Raylet_LeaseServer, job *rpcpb.JobInfo,
 			kill = true
 		}
 	}
-	if kill {
+	if kill || l.actor {
 		r.killWorker(w)
 		<-w.exited
 	}

@@ -32,6 +32,7 @@ type worker struct {
 	taskAddr string
 	cmd      *exec.Cmd
 	leased   bool
+	detached bool // hosts a detached actor: survives its job
 	idleAt   time.Time
 	ready    chan struct{} // closed when the worker registered
 	exited   chan struct{} // closed when the process is gone
@@ -138,6 +139,7 @@ func (r *Raylet) startWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, 
 		"GORAY_WORKER_MODE=1",
 		"GORAY_WORKER_ID="+w.id,
 		"GORAY_JOB_ID="+job.JobId,
+		"GORAY_NAMESPACE="+job.Namespace,
 		"GORAY_DRIVER_ADDRESS="+job.DriverAddress,
 		"GORAY_RAYLET_ADDRESS="+r.cfg.Address,
 		"GORAY_ADDRESS="+r.cfg.GCSAddress,
@@ -237,7 +239,7 @@ func (r *Raylet) reapIdleWorkers() {
 	r.mu.Lock()
 	var kill []*worker
 	for _, w := range r.workers {
-		if r.finishedJobs[w.jobID] || (!w.leased && w.address != "" && now.Sub(w.idleAt) > r.cfg.WorkerIdleTimeout) {
+		if (r.finishedJobs[w.jobID] && !w.detached) || (!w.leased && w.address != "" && now.Sub(w.idleAt) > r.cfg.WorkerIdleTimeout) {
 			kill = append(kill, w)
 		}
 	}

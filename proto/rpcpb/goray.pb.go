@@ -71,6 +71,61 @@ func (NodeState) EnumDescriptor() ([]byte, []int) {
 	return file_goray_proto_rawDescGZIP(), []int{0}
 }
 
+type ActorState int32
+
+const (
+	ActorState_DEPENDENCIES_UNREADY ActorState = 0
+	ActorState_PENDING_CREATION     ActorState = 1
+	ActorState_ACTOR_ALIVE          ActorState = 2
+	ActorState_RESTARTING           ActorState = 3
+	ActorState_ACTOR_DEAD           ActorState = 4
+)
+
+// Enum value maps for ActorState.
+var (
+	ActorState_name = map[int32]string{
+		0: "DEPENDENCIES_UNREADY",
+		1: "PENDING_CREATION",
+		2: "ACTOR_ALIVE",
+		3: "RESTARTING",
+		4: "ACTOR_DEAD",
+	}
+	ActorState_value = map[string]int32{
+		"DEPENDENCIES_UNREADY": 0,
+		"PENDING_CREATION":     1,
+		"ACTOR_ALIVE":          2,
+		"RESTARTING":           3,
+		"ACTOR_DEAD":           4,
+	}
+)
+
+func (x ActorState) Enum() *ActorState {
+	p := new(ActorState)
+	*p = x
+	return p
+}
+
+func (x ActorState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActorState) Descriptor() protoreflect.EnumDescriptor {
+	return file_goray_proto_enumTypes[1].Descriptor()
+}
+
+func (ActorState) Type() protoreflect.EnumType {
+	return &file_goray_proto_enumTypes[1]
+}
+
+func (x ActorState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActorState.Descriptor instead.
+func (ActorState) EnumDescriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{1}
+}
+
 type SchedulingStrategy int32
 
 const (
@@ -104,11 +159,11 @@ func (x SchedulingStrategy) String() string {
 }
 
 func (SchedulingStrategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_goray_proto_enumTypes[1].Descriptor()
+	return file_goray_proto_enumTypes[2].Descriptor()
 }
 
 func (SchedulingStrategy) Type() protoreflect.EnumType {
-	return &file_goray_proto_enumTypes[1]
+	return &file_goray_proto_enumTypes[2]
 }
 
 func (x SchedulingStrategy) Number() protoreflect.EnumNumber {
@@ -117,7 +172,7 @@ func (x SchedulingStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SchedulingStrategy.Descriptor instead.
 func (SchedulingStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{1}
+	return file_goray_proto_rawDescGZIP(), []int{2}
 }
 
 type LeaseState int32
@@ -159,11 +214,11 @@ func (x LeaseState) String() string {
 }
 
 func (LeaseState) Descriptor() protoreflect.EnumDescriptor {
-	return file_goray_proto_enumTypes[2].Descriptor()
+	return file_goray_proto_enumTypes[3].Descriptor()
 }
 
 func (LeaseState) Type() protoreflect.EnumType {
-	return &file_goray_proto_enumTypes[2]
+	return &file_goray_proto_enumTypes[3]
 }
 
 func (x LeaseState) Number() protoreflect.EnumNumber {
@@ -172,7 +227,7 @@ func (x LeaseState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LeaseState.Descriptor instead.
 func (LeaseState) EnumDescriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{2}
+	return file_goray_proto_rawDescGZIP(), []int{3}
 }
 
 type Empty struct {
@@ -1248,6 +1303,7 @@ type PubMessage struct {
 	Node          *NodeInfo              `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	Job           *JobInfo               `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`
 	Logs          *LogBatch              `protobuf:"bytes,4,opt,name=logs,proto3" json:"logs,omitempty"`
+	Actor         *ActorInfo             `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1310,6 +1366,441 @@ func (x *PubMessage) GetLogs() *LogBatch {
 	return nil
 }
 
+func (x *PubMessage) GetActor() *ActorInfo {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type ActorSpec struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ActorId        string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	JobId          string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ClassName      string                 `protobuf:"bytes,3,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
+	Args           [][]byte               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`                                                                                       // constructor arguments, resolved
+	Resources      map[string]float64     `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // declared; empty = 1 CPU to place, none held
+	MaxRestarts    int32                  `protobuf:"varint,6,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`                                                     // -1 = unlimited
+	MaxTaskRetries int32                  `protobuf:"varint,7,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"`                                          // -1 = unlimited
+	MaxConcurrency int32                  `protobuf:"varint,8,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	Name           string                 `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace      string                 `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Detached       bool                   `protobuf:"varint,11,opt,name=detached,proto3" json:"detached,omitempty"`
+	OwnerAddress   string                 `protobuf:"bytes,12,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	Strategy       SchedulingStrategy     `protobuf:"varint,13,opt,name=strategy,proto3,enum=goray.rpc.SchedulingStrategy" json:"strategy,omitempty"`
+	AffinityNodeId string                 `protobuf:"bytes,14,opt,name=affinity_node_id,json=affinityNodeId,proto3" json:"affinity_node_id,omitempty"`
+	AffinitySoft   bool                   `protobuf:"varint,15,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ActorSpec) Reset() {
+	*x = ActorSpec{}
+	mi := &file_goray_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorSpec) ProtoMessage() {}
+
+func (x *ActorSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorSpec.ProtoReflect.Descriptor instead.
+func (*ActorSpec) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ActorSpec) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetClassName() string {
+	if x != nil {
+		return x.ClassName
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetArgs() [][]byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetResources() map[string]float64 {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetMaxRestarts() int32 {
+	if x != nil {
+		return x.MaxRestarts
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetMaxTaskRetries() int32 {
+	if x != nil {
+		return x.MaxTaskRetries
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorSpec) GetOwnerAddress() string {
+	if x != nil {
+		return x.OwnerAddress
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetStrategy() SchedulingStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return SchedulingStrategy_DEFAULT
+}
+
+func (x *ActorSpec) GetAffinityNodeId() string {
+	if x != nil {
+		return x.AffinityNodeId
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetAffinitySoft() bool {
+	if x != nil {
+		return x.AffinitySoft
+	}
+	return false
+}
+
+type ActorInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *ActorSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	State         ActorState             `protobuf:"varint,2,opt,name=state,proto3,enum=goray.rpc.ActorState" json:"state,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"` // the actor worker's task address
+	NodeId        string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	DeathCause    string                 `protobuf:"bytes,6,opt,name=death_cause,json=deathCause,proto3" json:"death_cause,omitempty"`
+	NumRestarts   int32                  `protobuf:"varint,7,opt,name=num_restarts,json=numRestarts,proto3" json:"num_restarts,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	StartTimeMs   int64                  `protobuf:"varint,9,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
+	EndTimeMs     int64                  `protobuf:"varint,10,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorInfo) Reset() {
+	*x = ActorInfo{}
+	mi := &file_goray_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorInfo) ProtoMessage() {}
+
+func (x *ActorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
+func (*ActorInfo) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ActorInfo) GetSpec() *ActorSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetState() ActorState {
+	if x != nil {
+		return x.State
+	}
+	return ActorState_DEPENDENCIES_UNREADY
+}
+
+func (x *ActorInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetDeathCause() string {
+	if x != nil {
+		return x.DeathCause
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNumRestarts() int32 {
+	if x != nil {
+		return x.NumRestarts
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetStartTimeMs() int64 {
+	if x != nil {
+		return x.StartTimeMs
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetEndTimeMs() int64 {
+	if x != nil {
+		return x.EndTimeMs
+	}
+	return 0
+}
+
+type ActorList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actors        []*ActorInfo           `protobuf:"bytes,1,rep,name=actors,proto3" json:"actors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorList) Reset() {
+	*x = ActorList{}
+	mi := &file_goray_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorList) ProtoMessage() {}
+
+func (x *ActorList) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorList.ProtoReflect.Descriptor instead.
+func (*ActorList) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ActorList) GetActors() []*ActorInfo {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
+type GetActorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActorRequest) Reset() {
+	*x = GetActorRequest{}
+	mi := &file_goray_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActorRequest) ProtoMessage() {}
+
+func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
+func (*GetActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetActorRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *GetActorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetActorRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+type KillActorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	NoRestart     bool                   `protobuf:"varint,2,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillActorRequest) Reset() {
+	*x = KillActorRequest{}
+	mi := &file_goray_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillActorRequest) ProtoMessage() {}
+
+func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
+func (*KillActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *KillActorRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *KillActorRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
+}
+
 type Chunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          string                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"` // set on the first chunk of an upload
@@ -1320,7 +1811,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1823,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1836,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{17}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Chunk) GetHash() string {
@@ -1371,7 +1862,7 @@ type BinaryRef struct {
 
 func (x *BinaryRef) Reset() {
 	*x = BinaryRef{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1874,7 @@ func (x *BinaryRef) String() string {
 func (*BinaryRef) ProtoMessage() {}
 
 func (x *BinaryRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1887,7 @@ func (x *BinaryRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRef.ProtoReflect.Descriptor instead.
 func (*BinaryRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BinaryRef) GetHash() string {
@@ -1415,7 +1906,7 @@ type HasBinaryReply struct {
 
 func (x *HasBinaryReply) Reset() {
 	*x = HasBinaryReply{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1918,7 @@ func (x *HasBinaryReply) String() string {
 func (*HasBinaryReply) ProtoMessage() {}
 
 func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1931,7 @@ func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBinaryReply.ProtoReflect.Descriptor instead.
 func (*HasBinaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HasBinaryReply) GetFound() bool {
@@ -1459,13 +1950,18 @@ type LeaseRequest struct {
 	AffinitySoft   bool                   `protobuf:"varint,5,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`
 	Spilled        bool                   `protobuf:"varint,6,opt,name=spilled,proto3" json:"spilled,omitempty"`  // sent after a spillback: grant here or reject, never spill again
 	Function       string                 `protobuf:"bytes,7,opt,name=function,proto3" json:"function,omitempty"` // for diagnostics
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// An actor's lease: placed with shape, then holds only hold (Ray: an
+	// actor that declares nothing needs 1 CPU to be placed and holds none).
+	Actor         bool               `protobuf:"varint,8,opt,name=actor,proto3" json:"actor,omitempty"`
+	Hold          map[string]float64 `protobuf:"bytes,9,rep,name=hold,proto3" json:"hold,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Detached      bool               `protobuf:"varint,10,opt,name=detached,proto3" json:"detached,omitempty"` // the worker outlives its job
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1973,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1986,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseRequest) GetJobId() string {
@@ -1542,6 +2038,27 @@ func (x *LeaseRequest) GetFunction() string {
 	return ""
 }
 
+func (x *LeaseRequest) GetActor() bool {
+	if x != nil {
+		return x.Actor
+	}
+	return false
+}
+
+func (x *LeaseRequest) GetHold() map[string]float64 {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *LeaseRequest) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
 type LeaseUpdate struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	State             LeaseState             `protobuf:"varint,1,opt,name=state,proto3,enum=goray.rpc.LeaseState" json:"state,omitempty"`
@@ -1560,7 +2077,7 @@ type LeaseUpdate struct {
 
 func (x *LeaseUpdate) Reset() {
 	*x = LeaseUpdate{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +2089,7 @@ func (x *LeaseUpdate) String() string {
 func (*LeaseUpdate) ProtoMessage() {}
 
 func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +2102,7 @@ func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseUpdate.ProtoReflect.Descriptor instead.
 func (*LeaseUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseUpdate) GetState() LeaseState {
@@ -1670,7 +2187,7 @@ type LeaseClientMessage struct {
 
 func (x *LeaseClientMessage) Reset() {
 	*x = LeaseClientMessage{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +2199,7 @@ func (x *LeaseClientMessage) String() string {
 func (*LeaseClientMessage) ProtoMessage() {}
 
 func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +2212,7 @@ func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClientMessage.ProtoReflect.Descriptor instead.
 func (*LeaseClientMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeaseClientMessage) GetRequest() *LeaseRequest {
@@ -1724,7 +2241,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2253,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2266,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -1790,7 +2307,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +2319,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +2332,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WorkerBlocked) GetWorkerId() string {
@@ -1835,22 +2352,25 @@ func (x *WorkerBlocked) GetBlocked() bool {
 // Tasks travel on the framed task connection (internal/core/taskconn.go),
 // not as a gRPC method.
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Function      string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
-	Args          [][]byte               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"` // encoded values (see internal/codec)
-	OwnerAddress  string                 `protobuf:"bytes,4,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
-	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	GpuIds        []int64                `protobuf:"varint,6,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
-	Attempt       int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Name          string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TaskId         string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Function       string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	Args           [][]byte               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"` // encoded values (see internal/codec)
+	OwnerAddress   string                 `protobuf:"bytes,4,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	JobId          string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	GpuIds         []int64                `protobuf:"varint,6,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
+	Attempt        int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Name           string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	ActorId        string                 `protobuf:"bytes,9,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	ActorCreation  bool                   `protobuf:"varint,10,opt,name=actor_creation,json=actorCreation,proto3" json:"actor_creation,omitempty"` // function is the actor class; args go to its constructor
+	MaxConcurrency int32                  `protobuf:"varint,11,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2382,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2395,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -1934,6 +2454,27 @@ func (x *TaskSpec) GetName() string {
 	return ""
 }
 
+func (x *TaskSpec) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *TaskSpec) GetActorCreation() bool {
+	if x != nil {
+		return x.ActorCreation
+	}
+	return false
+}
+
+func (x *TaskSpec) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
 type TaskReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1947,7 +2488,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2500,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2513,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -2019,7 +2560,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2572,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2585,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -2064,7 +2605,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2617,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2630,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -2115,7 +2656,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2668,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2681,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -2260,20 +2801,65 @@ const file_goray_proto_rawDesc = "" +
 	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12\x1b\n" +
 	"\ttask_name\x18\x05 \x01(\tR\btaskName\x12\x1b\n" +
 	"\tis_stderr\x18\x06 \x01(\bR\bisStderr\x12\x14\n" +
-	"\x05lines\x18\a \x03(\tR\x05lines\"\x9e\x01\n" +
+	"\x05lines\x18\a \x03(\tR\x05lines\"\xca\x01\n" +
 	"\n" +
 	"PubMessage\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12'\n" +
 	"\x04node\x18\x02 \x01(\v2\x13.goray.rpc.NodeInfoR\x04node\x12$\n" +
 	"\x03job\x18\x03 \x01(\v2\x12.goray.rpc.JobInfoR\x03job\x12'\n" +
-	"\x04logs\x18\x04 \x01(\v2\x13.goray.rpc.LogBatchR\x04logs\"/\n" +
+	"\x04logs\x18\x04 \x01(\v2\x13.goray.rpc.LogBatchR\x04logs\x12*\n" +
+	"\x05actor\x18\x05 \x01(\v2\x14.goray.rpc.ActorInfoR\x05actor\"\xe4\x04\n" +
+	"\tActorSpec\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"class_name\x18\x03 \x01(\tR\tclassName\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\fR\x04args\x12A\n" +
+	"\tresources\x18\x05 \x03(\v2#.goray.rpc.ActorSpec.ResourcesEntryR\tresources\x12!\n" +
+	"\fmax_restarts\x18\x06 \x01(\x05R\vmaxRestarts\x12(\n" +
+	"\x10max_task_retries\x18\a \x01(\x05R\x0emaxTaskRetries\x12'\n" +
+	"\x0fmax_concurrency\x18\b \x01(\x05R\x0emaxConcurrency\x12\x12\n" +
+	"\x04name\x18\t \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\n" +
+	" \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bdetached\x18\v \x01(\bR\bdetached\x12#\n" +
+	"\rowner_address\x18\f \x01(\tR\fownerAddress\x129\n" +
+	"\bstrategy\x18\r \x01(\x0e2\x1d.goray.rpc.SchedulingStrategyR\bstrategy\x12(\n" +
+	"\x10affinity_node_id\x18\x0e \x01(\tR\x0eaffinityNodeId\x12#\n" +
+	"\raffinity_soft\x18\x0f \x01(\bR\faffinitySoft\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcc\x02\n" +
+	"\tActorInfo\x12(\n" +
+	"\x04spec\x18\x01 \x01(\v2\x14.goray.rpc.ActorSpecR\x04spec\x12+\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x15.goray.rpc.ActorStateR\x05state\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x03R\x03pid\x12\x1f\n" +
+	"\vdeath_cause\x18\x06 \x01(\tR\n" +
+	"deathCause\x12!\n" +
+	"\fnum_restarts\x18\a \x01(\x05R\vnumRestarts\x12\x1b\n" +
+	"\tworker_id\x18\b \x01(\tR\bworkerId\x12\"\n" +
+	"\rstart_time_ms\x18\t \x01(\x03R\vstartTimeMs\x12\x1e\n" +
+	"\vend_time_ms\x18\n" +
+	" \x01(\x03R\tendTimeMs\"9\n" +
+	"\tActorList\x12,\n" +
+	"\x06actors\x18\x01 \x03(\v2\x14.goray.rpc.ActorInfoR\x06actors\"^\n" +
+	"\x0fGetActorRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"L\n" +
+	"\x10KillActorRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\x02 \x01(\bR\tnoRestart\"/\n" +
 	"\x05Chunk\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\x1f\n" +
 	"\tBinaryRef\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\"&\n" +
 	"\x0eHasBinaryReply\x12\x14\n" +
-	"\x05found\x18\x01 \x01(\bR\x05found\"\xd9\x02\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\"\xfb\x03\n" +
 	"\fLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x128\n" +
 	"\x05shape\x18\x02 \x03(\v2\".goray.rpc.LeaseRequest.ShapeEntryR\x05shape\x129\n" +
@@ -2281,9 +2867,16 @@ const file_goray_proto_rawDesc = "" +
 	"\x10affinity_node_id\x18\x04 \x01(\tR\x0eaffinityNodeId\x12#\n" +
 	"\raffinity_soft\x18\x05 \x01(\bR\faffinitySoft\x12\x18\n" +
 	"\aspilled\x18\x06 \x01(\bR\aspilled\x12\x1a\n" +
-	"\bfunction\x18\a \x01(\tR\bfunction\x1a8\n" +
+	"\bfunction\x18\a \x01(\tR\bfunction\x12\x14\n" +
+	"\x05actor\x18\b \x01(\bR\x05actor\x125\n" +
+	"\x04hold\x18\t \x03(\v2!.goray.rpc.LeaseRequest.HoldEntryR\x04hold\x12\x1a\n" +
+	"\bdetached\x18\n" +
+	" \x01(\bR\bdetached\x1a8\n" +
 	"\n" +
 	"ShapeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a7\n" +
+	"\tHoldEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf2\x02\n" +
 	"\vLeaseUpdate\x12+\n" +
@@ -2309,7 +2902,7 @@ const file_goray_proto_rawDesc = "" +
 	"\ftask_address\x18\x04 \x01(\tR\vtaskAddress\"F\n" +
 	"\rWorkerBlocked\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
-	"\ablocked\x18\x02 \x01(\bR\ablocked\"\xd6\x01\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"\xc1\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -2318,7 +2911,11 @@ const file_goray_proto_rawDesc = "" +
 	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x17\n" +
 	"\agpu_ids\x18\x06 \x03(\x03R\x06gpuIds\x12\x18\n" +
 	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04name\x18\b \x01(\tR\x04name\"\x84\x01\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12\x19\n" +
+	"\bactor_id\x18\t \x01(\tR\aactorId\x12%\n" +
+	"\x0eactor_creation\x18\n" +
+	" \x01(\bR\ractorCreation\x12'\n" +
+	"\x0fmax_concurrency\x18\v \x01(\x05R\x0emaxConcurrency\"\x84\x01\n" +
 	"\tTaskReply\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x1b\n" +
@@ -2334,7 +2931,16 @@ const file_goray_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId* \n" +
 	"\tNodeState\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\b\n" +
-	"\x04DEAD\x10\x01*@\n" +
+	"\x04DEAD\x10\x01*m\n" +
+	"\n" +
+	"ActorState\x12\x18\n" +
+	"\x14DEPENDENCIES_UNREADY\x10\x00\x12\x14\n" +
+	"\x10PENDING_CREATION\x10\x01\x12\x0f\n" +
+	"\vACTOR_ALIVE\x10\x02\x12\x0e\n" +
+	"\n" +
+	"RESTARTING\x10\x03\x12\x0e\n" +
+	"\n" +
+	"ACTOR_DEAD\x10\x04*@\n" +
 	"\x12SchedulingStrategy\x12\v\n" +
 	"\aDEFAULT\x10\x00\x12\n" +
 	"\n" +
@@ -2348,7 +2954,7 @@ const file_goray_proto_rawDesc = "" +
 	"INFEASIBLE\x10\x01\x12\v\n" +
 	"\aGRANTED\x10\x02\x12\r\n" +
 	"\tSPILLBACK\x10\x03\x12\f\n" +
-	"\bREJECTED\x10\x042\xd6\a\n" +
+	"\bREJECTED\x10\x042\xc1\t\n" +
 	"\n" +
 	"GcsService\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12D\n" +
@@ -2365,7 +2971,12 @@ const file_goray_proto_rawDesc = "" +
 	"\x05KVDel\x12\x14.goray.rpc.KVRequest\x1a\x12.goray.rpc.KVReply\x122\n" +
 	"\x06KVKeys\x12\x14.goray.rpc.KVRequest\x1a\x12.goray.rpc.KVReply\x12A\n" +
 	"\tSubscribe\x12\x1b.goray.rpc.SubscribeRequest\x1a\x15.goray.rpc.PubMessage0\x01\x122\n" +
-	"\aPublish\x12\x15.goray.rpc.PubMessage\x1a\x10.goray.rpc.Empty\x12<\n" +
+	"\aPublish\x12\x15.goray.rpc.PubMessage\x1a\x10.goray.rpc.Empty\x129\n" +
+	"\vCreateActor\x12\x14.goray.rpc.ActorSpec\x1a\x14.goray.rpc.ActorInfo\x12<\n" +
+	"\bGetActor\x12\x1a.goray.rpc.GetActorRequest\x1a\x14.goray.rpc.ActorInfo\x12:\n" +
+	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x10.goray.rpc.Empty\x124\n" +
+	"\n" +
+	"ListActors\x12\x10.goray.rpc.Empty\x1a\x14.goray.rpc.ActorList\x12<\n" +
 	"\tHasBinary\x12\x14.goray.rpc.BinaryRef\x1a\x19.goray.rpc.HasBinaryReply\x121\n" +
 	"\tPutBinary\x12\x10.goray.rpc.Chunk\x1a\x10.goray.rpc.Empty(\x01\x125\n" +
 	"\tGetBinary\x12\x14.goray.rpc.BinaryRef\x1a\x10.goray.rpc.Chunk0\x012\x84\x02\n" +
@@ -2393,124 +3004,147 @@ func file_goray_proto_rawDescGZIP() []byte {
 	return file_goray_proto_rawDescData
 }
 
-var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
-	(SchedulingStrategy)(0),       // 1: goray.rpc.SchedulingStrategy
-	(LeaseState)(0),               // 2: goray.rpc.LeaseState
-	(*Empty)(nil),                 // 3: goray.rpc.Empty
-	(*NodeInfo)(nil),              // 4: goray.rpc.NodeInfo
-	(*RegisterNodeReply)(nil),     // 5: goray.rpc.RegisterNodeReply
-	(*UnregisterNodeRequest)(nil), // 6: goray.rpc.UnregisterNodeRequest
-	(*NodeList)(nil),              // 7: goray.rpc.NodeList
-	(*ResourceDemand)(nil),        // 8: goray.rpc.ResourceDemand
-	(*ResourceReport)(nil),        // 9: goray.rpc.ResourceReport
-	(*NodeResources)(nil),         // 10: goray.rpc.NodeResources
-	(*ClusterView)(nil),           // 11: goray.rpc.ClusterView
-	(*JobInfo)(nil),               // 12: goray.rpc.JobInfo
-	(*JobList)(nil),               // 13: goray.rpc.JobList
-	(*JobID)(nil),                 // 14: goray.rpc.JobID
-	(*KVRequest)(nil),             // 15: goray.rpc.KVRequest
-	(*KVReply)(nil),               // 16: goray.rpc.KVReply
-	(*SubscribeRequest)(nil),      // 17: goray.rpc.SubscribeRequest
-	(*LogBatch)(nil),              // 18: goray.rpc.LogBatch
-	(*PubMessage)(nil),            // 19: goray.rpc.PubMessage
-	(*Chunk)(nil),                 // 20: goray.rpc.Chunk
-	(*BinaryRef)(nil),             // 21: goray.rpc.BinaryRef
-	(*HasBinaryReply)(nil),        // 22: goray.rpc.HasBinaryReply
-	(*LeaseRequest)(nil),          // 23: goray.rpc.LeaseRequest
-	(*LeaseUpdate)(nil),           // 24: goray.rpc.LeaseUpdate
-	(*LeaseClientMessage)(nil),    // 25: goray.rpc.LeaseClientMessage
-	(*RegisterWorkerRequest)(nil), // 26: goray.rpc.RegisterWorkerRequest
-	(*WorkerBlocked)(nil),         // 27: goray.rpc.WorkerBlocked
-	(*TaskSpec)(nil),              // 28: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 29: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 30: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 31: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 32: goray.rpc.CancelRequest
-	nil,                           // 33: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 34: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 35: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 36: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 37: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 38: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 39: goray.rpc.LeaseRequest.ShapeEntry
+	(ActorState)(0),               // 1: goray.rpc.ActorState
+	(SchedulingStrategy)(0),       // 2: goray.rpc.SchedulingStrategy
+	(LeaseState)(0),               // 3: goray.rpc.LeaseState
+	(*Empty)(nil),                 // 4: goray.rpc.Empty
+	(*NodeInfo)(nil),              // 5: goray.rpc.NodeInfo
+	(*RegisterNodeReply)(nil),     // 6: goray.rpc.RegisterNodeReply
+	(*UnregisterNodeRequest)(nil), // 7: goray.rpc.UnregisterNodeRequest
+	(*NodeList)(nil),              // 8: goray.rpc.NodeList
+	(*ResourceDemand)(nil),        // 9: goray.rpc.ResourceDemand
+	(*ResourceReport)(nil),        // 10: goray.rpc.ResourceReport
+	(*NodeResources)(nil),         // 11: goray.rpc.NodeResources
+	(*ClusterView)(nil),           // 12: goray.rpc.ClusterView
+	(*JobInfo)(nil),               // 13: goray.rpc.JobInfo
+	(*JobList)(nil),               // 14: goray.rpc.JobList
+	(*JobID)(nil),                 // 15: goray.rpc.JobID
+	(*KVRequest)(nil),             // 16: goray.rpc.KVRequest
+	(*KVReply)(nil),               // 17: goray.rpc.KVReply
+	(*SubscribeRequest)(nil),      // 18: goray.rpc.SubscribeRequest
+	(*LogBatch)(nil),              // 19: goray.rpc.LogBatch
+	(*PubMessage)(nil),            // 20: goray.rpc.PubMessage
+	(*ActorSpec)(nil),             // 21: goray.rpc.ActorSpec
+	(*ActorInfo)(nil),             // 22: goray.rpc.ActorInfo
+	(*ActorList)(nil),             // 23: goray.rpc.ActorList
+	(*GetActorRequest)(nil),       // 24: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),      // 25: goray.rpc.KillActorRequest
+	(*Chunk)(nil),                 // 26: goray.rpc.Chunk
+	(*BinaryRef)(nil),             // 27: goray.rpc.BinaryRef
+	(*HasBinaryReply)(nil),        // 28: goray.rpc.HasBinaryReply
+	(*LeaseRequest)(nil),          // 29: goray.rpc.LeaseRequest
+	(*LeaseUpdate)(nil),           // 30: goray.rpc.LeaseUpdate
+	(*LeaseClientMessage)(nil),    // 31: goray.rpc.LeaseClientMessage
+	(*RegisterWorkerRequest)(nil), // 32: goray.rpc.RegisterWorkerRequest
+	(*WorkerBlocked)(nil),         // 33: goray.rpc.WorkerBlocked
+	(*TaskSpec)(nil),              // 34: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 35: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 36: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 37: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 38: goray.rpc.CancelRequest
+	nil,                           // 39: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 40: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 41: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 42: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 43: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 44: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 45: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 46: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 47: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	33, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	34, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	39, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	40, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
-	4,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	35, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	36, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
-	8,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
-	4,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	37, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
-	8,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
-	10, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	38, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
-	12, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
-	4,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
-	12, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
-	18, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
-	39, // 16: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
-	1,  // 17: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	2,  // 18: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
-	23, // 19: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	4,  // 20: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	6,  // 21: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	3,  // 22: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	9,  // 23: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	3,  // 24: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	12, // 25: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	14, // 26: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	3,  // 27: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	15, // 28: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	15, // 29: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	15, // 30: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	15, // 31: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	17, // 32: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	19, // 33: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	21, // 34: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	20, // 35: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	21, // 36: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	25, // 37: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	26, // 38: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	27, // 39: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	3,  // 40: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	30, // 41: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	32, // 42: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	3,  // 43: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	5,  // 44: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	3,  // 45: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	7,  // 46: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	11, // 47: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	11, // 48: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	12, // 49: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	3,  // 50: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	13, // 51: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	16, // 52: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	16, // 53: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	16, // 54: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	16, // 55: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	19, // 56: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	3,  // 57: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 58: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	3,  // 59: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	20, // 60: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	24, // 61: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	3,  // 62: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	3,  // 63: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	3,  // 64: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	31, // 65: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	3,  // 66: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	3,  // 67: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	44, // [44:68] is the sub-list for method output_type
-	20, // [20:44] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
+	41, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	42, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
+	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
+	43, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
+	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
+	44, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
+	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
+	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
+	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
+	22, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
+	45, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
+	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
+	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
+	22, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
+	46, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
+	47, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
+	29, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
+	5,  // 27: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 28: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 29: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 30: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 31: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	13, // 32: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	15, // 33: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 34: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	16, // 35: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	16, // 36: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	16, // 37: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	16, // 38: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	18, // 39: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	20, // 40: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	21, // 41: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	24, // 42: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	25, // 43: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	4,  // 44: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	27, // 45: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	26, // 46: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	27, // 47: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	31, // 48: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	32, // 49: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	33, // 50: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 51: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	36, // 52: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	38, // 53: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 54: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	6,  // 55: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 56: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 57: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 58: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 59: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 60: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 61: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 62: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 63: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 64: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 65: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 66: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 67: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 68: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 69: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	22, // 70: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 71: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	23, // 72: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	28, // 73: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 74: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	26, // 75: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	30, // 76: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	4,  // 77: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 78: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 79: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	37, // 80: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 81: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 82: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	55, // [55:83] is the sub-list for method output_type
+	27, // [27:55] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -2523,8 +3157,8 @@ func file_goray_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   37,
+			NumEnums:      4,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

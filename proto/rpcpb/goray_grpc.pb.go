@@ -37,6 +37,10 @@ const (
 	GcsService_KVKeys_FullMethodName          = "/goray.rpc.GcsService/KVKeys"
 	GcsService_Subscribe_FullMethodName       = "/goray.rpc.GcsService/Subscribe"
 	GcsService_Publish_FullMethodName         = "/goray.rpc.GcsService/Publish"
+	GcsService_CreateActor_FullMethodName     = "/goray.rpc.GcsService/CreateActor"
+	GcsService_GetActor_FullMethodName        = "/goray.rpc.GcsService/GetActor"
+	GcsService_KillActor_FullMethodName       = "/goray.rpc.GcsService/KillActor"
+	GcsService_ListActors_FullMethodName      = "/goray.rpc.GcsService/ListActors"
 	GcsService_HasBinary_FullMethodName       = "/goray.rpc.GcsService/HasBinary"
 	GcsService_PutBinary_FullMethodName       = "/goray.rpc.GcsService/PutBinary"
 	GcsService_GetBinary_FullMethodName       = "/goray.rpc.GcsService/GetBinary"
@@ -60,6 +64,10 @@ type GcsServiceClient interface {
 	KVKeys(ctx context.Context, in *KVRequest, opts ...grpc.CallOption) (*KVReply, error)
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PubMessage], error)
 	Publish(ctx context.Context, in *PubMessage, opts ...grpc.CallOption) (*Empty, error)
+	CreateActor(ctx context.Context, in *ActorSpec, opts ...grpc.CallOption) (*ActorInfo, error)
+	GetActor(ctx context.Context, in *GetActorRequest, opts ...grpc.CallOption) (*ActorInfo, error)
+	KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*Empty, error)
+	ListActors(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ActorList, error)
 	HasBinary(ctx context.Context, in *BinaryRef, opts ...grpc.CallOption) (*HasBinaryReply, error)
 	PutBinary(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, Empty], error)
 	GetBinary(ctx context.Context, in *BinaryRef, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
@@ -222,6 +230,46 @@ func (c *gcsServiceClient) Publish(ctx context.Context, in *PubMessage, opts ...
 	return out, nil
 }
 
+func (c *gcsServiceClient) CreateActor(ctx context.Context, in *ActorSpec, opts ...grpc.CallOption) (*ActorInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActorInfo)
+	err := c.cc.Invoke(ctx, GcsService_CreateActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsServiceClient) GetActor(ctx context.Context, in *GetActorRequest, opts ...grpc.CallOption) (*ActorInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActorInfo)
+	err := c.cc.Invoke(ctx, GcsService_GetActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsServiceClient) KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, GcsService_KillActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsServiceClient) ListActors(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ActorList, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActorList)
+	err := c.cc.Invoke(ctx, GcsService_ListActors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *gcsServiceClient) HasBinary(ctx context.Context, in *BinaryRef, opts ...grpc.CallOption) (*HasBinaryReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HasBinaryReply)
@@ -282,6 +330,10 @@ type GcsServiceServer interface {
 	KVKeys(context.Context, *KVRequest) (*KVReply, error)
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[PubMessage]) error
 	Publish(context.Context, *PubMessage) (*Empty, error)
+	CreateActor(context.Context, *ActorSpec) (*ActorInfo, error)
+	GetActor(context.Context, *GetActorRequest) (*ActorInfo, error)
+	KillActor(context.Context, *KillActorRequest) (*Empty, error)
+	ListActors(context.Context, *Empty) (*ActorList, error)
 	HasBinary(context.Context, *BinaryRef) (*HasBinaryReply, error)
 	PutBinary(grpc.ClientStreamingServer[Chunk, Empty]) error
 	GetBinary(*BinaryRef, grpc.ServerStreamingServer[Chunk]) error
@@ -336,6 +388,18 @@ func (UnimplementedGcsServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStr
 }
 func (UnimplementedGcsServiceServer) Publish(context.Context, *PubMessage) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedGcsServiceServer) CreateActor(context.Context, *ActorSpec) (*ActorInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateActor not implemented")
+}
+func (UnimplementedGcsServiceServer) GetActor(context.Context, *GetActorRequest) (*ActorInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetActor not implemented")
+}
+func (UnimplementedGcsServiceServer) KillActor(context.Context, *KillActorRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method KillActor not implemented")
+}
+func (UnimplementedGcsServiceServer) ListActors(context.Context, *Empty) (*ActorList, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListActors not implemented")
 }
 func (UnimplementedGcsServiceServer) HasBinary(context.Context, *BinaryRef) (*HasBinaryReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HasBinary not implemented")
@@ -612,6 +676,78 @@ func _GcsService_Publish_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GcsService_CreateActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActorSpec)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).CreateActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_CreateActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).CreateActor(ctx, req.(*ActorSpec))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GcsService_GetActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).GetActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_GetActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).GetActor(ctx, req.(*GetActorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GcsService_KillActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KillActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).KillActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_KillActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).KillActor(ctx, req.(*KillActorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GcsService_ListActors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).ListActors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_ListActors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).ListActors(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GcsService_HasBinary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BinaryRef)
 	if err := dec(in); err != nil {
@@ -706,6 +842,22 @@ var GcsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _GcsService_Publish_Handler,
+		},
+		{
+			MethodName: "CreateActor",
+			Handler:    _GcsService_CreateActor_Handler,
+		},
+		{
+			MethodName: "GetActor",
+			Handler:    _GcsService_GetActor_Handler,
+		},
+		{
+			MethodName: "KillActor",
+			Handler:    _GcsService_KillActor_Handler,
+		},
+		{
+			MethodName: "ListActors",
+			Handler:    _GcsService_ListActors_Handler,
 		},
 		{
 			MethodName: "HasBinary",

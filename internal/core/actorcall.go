@@ -1,0 +1,301 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// actorCall is one method call submitted to an actor by this process.
+type actorCall struct {
+	returnID string
+	spec     *rpcpb.TaskSpec
+	args     []Arg
+	resolved bool
+	retries  int // max_task_retries left; -1 = unlimited
+}
+
+// actorClient sends this process's calls to one actor over a framed task
+// connection, in submission order, reconnecting when the actor restarts.
+type actorClient struct {
+	cw *CoreWorker
+	id string
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	info     *rpcpb.ActorInfo
+	changed  chan struct{} // closed and replaced when info changes
+	pending  []*actorCall  // not yet sent, in order
+	inflight []*actorCall  // sent, unanswered, in send order
+	kick     chan struct{}
+}
+
+// SubmitActorTask calls a method of an actor and returns the ref of its result.
+func (cw *CoreWorker) SubmitActorTask(actorID, method string, args []Arg, name string) Ref {
+	id := cw.nextID()
+	cw.store.pending(id)
+	ac := cw.actorClient(actorID)
+	call := &actorCall{returnID: id, args: args, spec: &rpcpb.TaskSpec{
+		TaskId: id, Function: method, ActorId: actorID, OwnerAddress: cw.address, JobId: cw.cfg.JobID, Name: name,
+	}}
+	ac.mu.Lock()
+	if ac.info != nil && ac.info.State == rpcpb.ActorState_ACTOR_DEAD {
+		cause := ac.info.DeathCause
+		ac.mu.Unlock()
+		cw.store.seal(id, nil, false, fmt.Errorf("%w: actor %s: %s", ErrActorDied, actorID, cause))
+		return Ref{ID: id, Owner: cw.address}
+	}
+	call.retries = -2 // set from the actor's spec when sent
+	ac.pending = append(ac.pending, call)
+	ac.mu.Unlock()
+	select {
+	case ac.kick <- struct{}{}:
+	default:
+	}
+	return Ref{ID: id, Owner: cw.address}
+}
+
+func (cw *CoreWorker) actorClient(id string) *actorClient {
+	cw.actorsMu.Lock()
+	defer cw.actorsMu.Unlock()
+	if ac := cw.actors[id]; ac != nil {
+		return ac
+	}
+	if len(cw.actors) == 0 {
+		go cw.watchActors()
+	}
+	ac := &actorClient{cw: cw, id: id, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+	cw.actors[id] = ac
+	go ac.run()
+	return ac
+}
+
+// update records a newer state of the actor.
+func (ac *actorClient) update(info *rpcpb.ActorInfo) {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	if ac.info != nil && ac.info.State == rpcpb.ActorState_ACTOR_DEAD {
+		return // dead is final
+	}
+	ac.info = info
+	close(ac.changed)
+	ac.changed = make(chan struct{})
+}
+
+// refresh reads the actor's state from the GCS.
+func (ac *actorClient) refresh() {
+	ctx, cancel := context.WithTimeout(ac.cw.ctx, 10*time.Second)
+	defer cancel()
+	if info, err := ac.cw.ActorState(ctx, ac.id); err == nil {
+		ac.update(info)
+	}
+}
+
+// failAll fails every queued and in-flight call with err.
+func (ac *actorClient) failAll(err error) {
+	ac.mu.Lock()
+	calls := append(ac.inflight, ac.pending...)
+	ac.inflight, ac.pending = nil, nil
+	ac.mu.Unlock()
+	for _, c := range calls {
+		ac.cw.store.seal(c.returnID, nil, false, err)
+	}
+}
+
+// run connects to each incarnation of the actor and streams calls to it.
+func (ac *actorClient) run() {
+	cw := ac.cw
+	ac.refresh()
+	for cw.ctx.Err() == nil {
+		ac.mu.Lock()
+		info, changed := ac.info, ac.changed
+		ac.mu.Unlock()
+		switch {
+		case info == nil:
+			select { // the GCS is unreachable: retry
+			case <-changed:
+			case <-cw.ctx.Done():
+			case <-time.After(time.Second):
+				ac.refresh()
+			}
+			continue
+		case info.State == rpcpb.ActorState_ACTOR_DEAD:
+			ac.failAll(fmt.Errorf("%w: actor %s (%s): %s", ErrActorDied, ac.id, info.Spec.ClassName, info.DeathCause))
+			// Later submissions fail at once; keep failing stragglers.
+			select {
+			case <-ac.kick:
+			case <-cw.ctx.Done():
+			}
+			continue
+		case info.State != rpcpb.ActorState_ACTOR_ALIVE:
+			select {
+			case <-changed:
+			case <-cw.ctx.Done():
+			}
+			continue
+		}
+		ac.serve(info, changed)
+	}
+	ac.failAll(ErrShutdown)
+}
+
+// serve streams calls to one incarnation until its connection breaks,
+// then settles the calls in flight (resent within max_task_retries).
+func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
+	cw := ac.cw
+	ctx, cancel := context.WithCancel(cw.ctx)
+	defer cancel()
+	conn, err := DialTask(ctx, info.Address, cw.cfg.Token)
+	if err != nil {
+		// A stale address: wait for the GCS to publish the next state.
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			ac.refresh()
+		}
+		return
+	}
+	stop := context.AfterFunc(ctx, conn.Close)
+	defer stop()
+	broken := make(chan struct{})
+	go func() {
+		defer close(broken)
+		defer cancel()
+		for {
+			reply, err := conn.Recv()
+			if err != nil {
+				return
+			}
+			ac.mu.Lock()
+			var call *actorCall
+			for i, c := range ac.inflight {
+				if c.returnID == reply.TaskId {
+					call = c
+					ac.inflight = append(ac.inflight[:i:i], ac.inflight[i+1:]...)
+					break
+				}
+			}
+			ac.mu.Unlock()
+			if call != nil {
+				cw.store.seal(call.returnID, reply.Result, reply.AppError, nil)
+			}
+		}
+	}()
+	for ctx.Err() == nil {
+		ac.mu.Lock()
+		if len(ac.pending) == 0 {
+			ac.mu.Unlock()
+			select {
+			case <-ac.kick:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		call := ac.pending[0]
+		ac.mu.Unlock()
+		if !call.resolved {
+			if err := ac.resolve(ctx, call); err != nil {
+				continue
+			}
+		}
+		ac.mu.Lock()
+		ac.pending = ac.pending[1:]
+		if call.retries == -2 {
+			call.retries = int(info.Spec.MaxTaskRetries)
+		}
+		ac.inflight = append(ac.inflight, call)
+		ac.mu.Unlock()
+		if err := conn.Send(call.spec); err != nil {
+			break
+		}
+	}
+	conn.Close()
+	<-broken
+	if cw.ctx.Err() != nil {
+		return
+	}
+	// The incarnation is gone: learn why, then retry or fail what was sent.
+	deadline := time.After(30 * time.Second)
+	for {
+		ac.mu.Lock()
+		cur := ac.info
+		ch := ac.changed
+		ac.mu.Unlock()
+		if cur.State != rpcpb.ActorState_ACTOR_ALIVE || cur.NumRestarts != info.NumRestarts {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-time.After(time.Second):
+			ac.refresh()
+			continue
+		case <-deadline:
+		case <-cw.ctx.Done():
+			return
+		}
+		break
+	}
+	ac.mu.Lock()
+	cause := ac.info.DeathCause
+	var retry, failed []*actorCall
+	for _, c := range ac.inflight {
+		if c.retries != 0 {
+			if c.retries > 0 {
+				c.retries--
+			}
+			retry = append(retry, c)
+		} else {
+			failed = append(failed, c)
+		}
+	}
+	ac.inflight = nil
+	ac.pending = append(retry, ac.pending...)
+	ac.mu.Unlock()
+	for _, c := range failed {
+		cw.store.seal(c.returnID, nil, false, fmt.Errorf("%w: actor %s (%s) died while running %s: %s", ErrActorDied, ac.id, info.Spec.ClassName, c.spec.Function, cause))
+	}
+}
+
+// resolve inlines a call's ref arguments; a failed dependency fails the call.
+func (ac *actorClient) resolve(ctx context.Context, call *actorCall) error {
+	call.spec.Args = make([][]byte, len(call.args))
+	for i, a := range call.args {
+		if a.Ref == nil {
+			call.spec.Args[i] = a.Data
+			continue
+		}
+		r, err := ac.cw.fetch(ctx, *a.Ref)
+		if err == nil && r.AppErr {
+			ac.dropPending(call)
+			ac.cw.store.seal(call.returnID, r.Data, true, nil)
+			return fmt.Errorf("dependency failed")
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			ac.dropPending(call)
+			ac.cw.store.seal(call.returnID, nil, false, err)
+			return err
+		}
+		call.spec.Args[i] = r.Data
+	}
+	call.resolved = true
+	return nil
+}
+
+func (ac *actorClient) dropPending(call *actorCall) {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	for i, c := range ac.pending {
+		if c == call {
+			ac.pending = append(ac.pending[:i:i], ac.pending[i+1:]...)
+			return
+		}
+	}
+}
