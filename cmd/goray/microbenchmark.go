@@ -12,7 +12,10 @@ import (
 	"github.com/goray/goray"
 )
 
-// Remote functions of the microbenchmark (this binary is their worker).
+// Remote functions and actors of the microbenchmark (this binary is their
+// worker), after Ray's python/ray/_private/ray_perf.py.
+type benchActor struct{}
+
 var (
 	benchNoop   = goray.Register0("microbenchmark.noop", func(context.Context) (int, error) { return 0, nil })
 	benchClient = goray.Register1("microbenchmark.client", func(ctx context.Context, n int) (int, error) {
@@ -20,14 +23,33 @@ var (
 		for i := range refs {
 			refs[i] = benchNoop.Remote()
 		}
-		for _, r := range refs {
-			if _, err := goray.Get(ctx, r); err != nil {
-				return 0, err
-			}
+		return n, getAll(ctx, refs)
+	})
+	benchActorClass = goray.RegisterActor("microbenchmark.Actor", func(context.Context) (*benchActor, error) { return &benchActor{}, nil })
+	benchActorNoop  = goray.Method0(benchActorClass, "noop", func(context.Context, *benchActor) (int, error) { return 0, nil })
+	// benchActorClient creates an actor of its own and calls it n times.
+	benchActorClient = goray.Register1("microbenchmark.actorClient", func(ctx context.Context, n int) (int, error) {
+		h, err := benchActorClass.Remote()
+		if err != nil {
+			return 0, err
 		}
-		return n, nil
+		defer goray.Kill(h, true)
+		refs := make([]goray.ObjectRef[int], n)
+		for i := range refs {
+			refs[i] = benchActorNoop.Remote(h)
+		}
+		return n, getAll(ctx, refs)
 	})
 )
+
+func getAll[T any](ctx context.Context, refs []goray.ObjectRef[T]) error {
+	for _, r := range refs {
+		if _, err := goray.Get(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func microbenchmarkCmd() *cobra.Command {
 	var (
@@ -37,7 +59,7 @@ func microbenchmarkCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
-		Short: "Measure task and object throughput on a fresh local cluster (Ray's ray microbenchmark)",
+		Short: "Measure task, actor and object throughput on a fresh local cluster (Ray's ray microbenchmark)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if trials < 2 || duration <= 0 {
@@ -51,100 +73,179 @@ func microbenchmarkCmd() *cobra.Command {
 				return err
 			}
 			defer goray.Shutdown()
-			ctx := context.Background()
-			out := cmd.OutOrStdout()
-			run := func(name string, batch func() (int, error)) error {
-				// Warm up (leases, workers), then time trials.
-				if _, err := batch(); err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				var rates []float64
-				for i := 0; i < trials; i++ {
-					n, start := 0, time.Now()
-					for time.Since(start) < duration {
-						k, err := batch()
-						if err != nil {
-							return fmt.Errorf("%s: %w", name, err)
-						}
-						n += k
-					}
-					rates = append(rates, float64(n)/time.Since(start).Seconds())
-				}
-				mean, sd := meanStd(rates)
-				fmt.Fprintf(out, "%s per second %.2f +- %.2f\n", name, mean, sd)
-				return nil
-			}
-			steps := []struct {
-				name  string
-				batch func() (int, error)
-			}{
-				{"single_client_tasks_sync", func() (int, error) {
-					_, err := goray.Get(ctx, benchNoop.Remote())
-					return 1, err
-				}},
-				{"single_client_tasks_async", func() (int, error) {
-					const n = 1000
-					refs := make([]goray.ObjectRef[int], n)
-					for i := range refs {
-						refs[i] = benchNoop.Remote()
-					}
-					for _, r := range refs {
-						if _, err := goray.Get(ctx, r); err != nil {
-							return 0, err
-						}
-					}
-					return n, nil
-				}},
-				{"multi_client_tasks_async", func() (int, error) {
-					const clients, n = 4, 500
-					refs := make([]goray.ObjectRef[int], clients)
-					for i := range refs {
-						refs[i] = benchClient.Options(goray.NumCPUs(0)).Remote(goray.Val(n))
-					}
-					total := 0
-					for _, r := range refs {
-						k, err := goray.Get(ctx, r)
-						if err != nil {
-							return 0, err
-						}
-						total += k
-					}
-					return total, nil
-				}},
-				{"single_client_put_calls", func() (int, error) {
-					const n = 1000
-					for i := 0; i < n; i++ {
-						if _, err := goray.Put(i); err != nil {
-							return 0, err
-						}
-					}
-					return n, nil
-				}},
-			}
-			for _, s := range steps {
-				if err := run(s.name, s.batch); err != nil {
-					return err
-				}
-			}
-			ref, err := goray.Put(42)
-			if err != nil {
-				return err
-			}
-			return run("single_client_get_calls", func() (int, error) {
-				const n = 1000
-				for i := 0; i < n; i++ {
-					if _, err := goray.Get(ctx, ref); err != nil {
-						return 0, err
-					}
-				}
-				return n, nil
-			})
+			return runMicrobenchmarks(cmd.OutOrStdout(), trials, duration)
 		},
 	}
 	cmd.Flags().IntVar(&trials, "trials", 5, "timed trials per metric")
 	cmd.Flags().DurationVar(&duration, "duration", 2*time.Second, "length of one trial")
 	cmd.Flags().Float64Var(&cpus, "num-cpus", 0, "CPUs of the local cluster (default: detected)")
 	return cmd
+}
+
+type benchStep struct {
+	name  string
+	batch func() (float64, error) // units done by one batch
+}
+
+func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration) error {
+	ctx := context.Background()
+	run := func(s benchStep) error {
+		// Warm up (leases, workers, actors), then time trials.
+		if _, err := s.batch(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		var rates []float64
+		for i := 0; i < trials; i++ {
+			var n float64
+			start := time.Now()
+			for time.Since(start) < duration {
+				k, err := s.batch()
+				if err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				n += k
+			}
+			rates = append(rates, n/time.Since(start).Seconds())
+		}
+		mean, sd := meanStd(rates)
+		fmt.Fprintf(out, "%s per second %.2f +- %.2f\n", s.name, mean, sd)
+		return nil
+	}
+	asyncTasks := func(n int) (float64, error) {
+		refs := make([]goray.ObjectRef[int], n)
+		for i := range refs {
+			refs[i] = benchNoop.Remote()
+		}
+		return float64(n), getAll(ctx, refs)
+	}
+	small, err := goray.Put(42)
+	if err != nil {
+		return err
+	}
+	actor, err := benchActorClass.Remote()
+	if err != nil {
+		return err
+	}
+	concurrent, err := benchActorClass.Options(goray.MaxConcurrency(16)).Remote()
+	if err != nil {
+		return err
+	}
+	const nActors = 4
+	var actors []goray.ActorHandle[benchActor]
+	for i := 0; i < nActors; i++ {
+		h, err := benchActorClass.Remote()
+		if err != nil {
+			return err
+		}
+		actors = append(actors, h)
+	}
+	const bigSize = 100 << 20
+	big := make([]byte, bigSize)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	refs10k := make([]goray.ObjectRef[int], 10000)
+	for i := range refs10k {
+		if refs10k[i], err = goray.Put(i); err != nil {
+			return err
+		}
+	}
+	holder, err := goray.Put(refs10k)
+	if err != nil {
+		return err
+	}
+	wait1k := make([]goray.AnyRef, 1000)
+	for i := range wait1k {
+		wait1k[i] = refs10k[i]
+	}
+	memcpyDst := make([]byte, bigSize)
+
+	steps := []benchStep{
+		{"single_client_tasks_sync", func() (float64, error) {
+			_, err := goray.Get(ctx, benchNoop.Remote())
+			return 1, err
+		}},
+		{"single_client_tasks_async", func() (float64, error) { return asyncTasks(1000) }},
+		{"multi_client_tasks_async", func() (float64, error) {
+			const clients, n = 4, 500
+			refs := make([]goray.ObjectRef[int], clients)
+			for i := range refs {
+				refs[i] = benchClient.Options(goray.NumCPUs(0)).Remote(goray.Val(n))
+			}
+			return clients * n, getAll(ctx, refs)
+		}},
+		{"single_client_put_calls", func() (float64, error) {
+			for i := 0; i < 1000; i++ {
+				if _, err := goray.Put(i); err != nil {
+					return 0, err
+				}
+			}
+			return 1000, nil
+		}},
+		{"single_client_get_calls", func() (float64, error) {
+			for i := 0; i < 1000; i++ {
+				if _, err := goray.Get(ctx, small); err != nil {
+					return 0, err
+				}
+			}
+			return 1000, nil
+		}},
+		{"single_client_put_gigabytes", func() (float64, error) {
+			_, err := goray.Put(big)
+			return bigSize / 1e9, err
+		}},
+		{"memcpy_gigabytes", func() (float64, error) {
+			copy(memcpyDst, big)
+			return bigSize / 1e9, nil
+		}},
+		{"single_client_get_object_containing_10k_refs", func() (float64, error) {
+			_, err := goray.Get(ctx, holder)
+			return 1, err
+		}},
+		{"single_client_wait_1k_refs", func() (float64, error) {
+			_, _, err := goray.Wait(ctx, wait1k, len(wait1k), 0)
+			return 1, err
+		}},
+		{"1_1_actor_calls_sync", func() (float64, error) {
+			_, err := goray.Get(ctx, benchActorNoop.Remote(actor))
+			return 1, err
+		}},
+		{"1_1_actor_calls_async", func() (float64, error) {
+			refs := make([]goray.ObjectRef[int], 1000)
+			for i := range refs {
+				refs[i] = benchActorNoop.Remote(actor)
+			}
+			return 1000, getAll(ctx, refs)
+		}},
+		{"1_1_actor_calls_concurrent", func() (float64, error) {
+			refs := make([]goray.ObjectRef[int], 1000)
+			for i := range refs {
+				refs[i] = benchActorNoop.Remote(concurrent)
+			}
+			return 1000, getAll(ctx, refs)
+		}},
+		{"1_n_actor_calls_async", func() (float64, error) {
+			refs := make([]goray.ObjectRef[int], 1000*nActors)
+			for i := range refs {
+				refs[i] = benchActorNoop.Remote(actors[i%nActors])
+			}
+			return float64(len(refs)), getAll(ctx, refs)
+		}},
+		{"n_n_actor_calls_async", func() (float64, error) {
+			const clients, n = nActors, 1000
+			refs := make([]goray.ObjectRef[int], clients)
+			for i := range refs {
+				refs[i] = benchActorClient.Options(goray.NumCPUs(0)).Remote(goray.Val(n))
+			}
+			return clients * n, getAll(ctx, refs)
+		}},
+	}
+	for _, s := range steps {
+		if err := run(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func meanStd(xs []float64) (float64, float64) {

@@ -27,9 +27,10 @@ type actorClient struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	info     *rpcpb.ActorInfo
-	changed  chan struct{} // closed and replaced when info changes
-	pending  []*actorCall  // not yet sent, in order
-	inflight []*actorCall  // sent, unanswered, in send order
+	changed  chan struct{}         // closed and replaced when info changes
+	pending  []*actorCall          // not yet sent, in order
+	inflight map[string]*actorCall // sent, unanswered, by task id
+	sent     []*actorCall          // sent this incarnation, in order (answered ones skipped)
 	kick     chan struct{}
 }
 
@@ -67,7 +68,7 @@ func (cw *CoreWorker) actorClient(id string) *actorClient {
 	if len(cw.actors) == 0 {
 		go cw.watchActors()
 	}
-	ac := &actorClient{cw: cw, id: id, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+	ac := &actorClient{cw: cw, id: id, changed: make(chan struct{}), kick: make(chan struct{}, 1), inflight: map[string]*actorCall{}}
 	cw.actors[id] = ac
 	go ac.run()
 	return ac
@@ -97,8 +98,8 @@ func (ac *actorClient) refresh() {
 // failAll fails every queued and in-flight call with err.
 func (ac *actorClient) failAll(err error) {
 	ac.mu.Lock()
-	calls := append(ac.inflight, ac.pending...)
-	ac.inflight, ac.pending = nil, nil
+	calls := append(ac.unanswered(), ac.pending...)
+	ac.inflight, ac.sent, ac.pending = map[string]*actorCall{}, nil, nil
 	ac.mu.Unlock()
 	for _, c := range calls {
 		ac.cw.store.seal(c.returnID, nil, false, err)
@@ -171,13 +172,10 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 				return
 			}
 			ac.mu.Lock()
-			var call *actorCall
-			for i, c := range ac.inflight {
-				if c.returnID == reply.TaskId {
-					call = c
-					ac.inflight = append(ac.inflight[:i:i], ac.inflight[i+1:]...)
-					break
-				}
+			call := ac.inflight[reply.TaskId]
+			delete(ac.inflight, reply.TaskId)
+			if len(ac.inflight) == 0 {
+				ac.sent = ac.sent[:0]
 			}
 			ac.mu.Unlock()
 			if call != nil {
@@ -189,6 +187,9 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 		ac.mu.Lock()
 		if len(ac.pending) == 0 {
 			ac.mu.Unlock()
+			if conn.Flush() != nil {
+				break
+			}
 			select {
 			case <-ac.kick:
 			case <-ctx.Done():
@@ -207,9 +208,10 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 		if call.retries == -2 {
 			call.retries = int(info.Spec.MaxTaskRetries)
 		}
-		ac.inflight = append(ac.inflight, call)
+		ac.inflight[call.returnID] = call
+		ac.sent = append(ac.sent, call)
 		ac.mu.Unlock()
-		if err := conn.Send(call.spec); err != nil {
+		if err := conn.Buffer(call.spec); err != nil {
 			break
 		}
 	}
@@ -243,7 +245,7 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 	ac.mu.Lock()
 	cause := ac.info.DeathCause
 	var retry, failed []*actorCall
-	for _, c := range ac.inflight {
+	for _, c := range ac.unanswered() {
 		if c.retries != 0 {
 			if c.retries > 0 {
 				c.retries--
@@ -253,12 +255,23 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 			failed = append(failed, c)
 		}
 	}
-	ac.inflight = nil
+	ac.inflight, ac.sent = map[string]*actorCall{}, nil
 	ac.pending = append(retry, ac.pending...)
 	ac.mu.Unlock()
 	for _, c := range failed {
 		cw.store.seal(c.returnID, nil, false, fmt.Errorf("%w: actor %s (%s) died while running %s: %s", ErrActorDied, ac.id, info.Spec.ClassName, c.spec.Function, cause))
 	}
+}
+
+// unanswered lists the calls in flight in send order. Caller holds ac.mu.
+func (ac *actorClient) unanswered() []*actorCall {
+	var out []*actorCall
+	for _, c := range ac.sent {
+		if ac.inflight[c.returnID] == c {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // resolve inlines a call's ref arguments; a failed dependency fails the call.

@@ -98,15 +98,24 @@ func DialTask(ctx context.Context, addr, token string) (*TaskConn, error) {
 
 // Send pushes one task.
 func (tc *TaskConn) Send(spec *rpcpb.TaskSpec) error {
-	b, err := proto.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	if err := writeFrame(tc.w, b); err != nil {
+	if err := tc.Buffer(spec); err != nil {
 		return err
 	}
 	return tc.w.Flush()
 }
+
+// Buffer queues one task without flushing; Flush sends what is queued, so
+// a burst of calls costs few writes.
+func (tc *TaskConn) Buffer(spec *rpcpb.TaskSpec) error {
+	b, err := proto.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return writeFrame(tc.w, b)
+}
+
+// Flush sends the buffered tasks.
+func (tc *TaskConn) Flush() error { return tc.w.Flush() }
 
 // Recv reads the next reply.
 func (tc *TaskConn) Recv() (*rpcpb.TaskReply, error) {
