@@ -28,6 +28,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/core"
+	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/rpcpb"
@@ -219,7 +220,7 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer, namespace s
 	job, err := cw.GCS().AddJob(ctx, &rpcpb.JobInfo{
 		DriverAddress: cw.Address(), DriverIp: local.NodeIp, DriverPid: int64(os.Getpid()),
 		BinaryHash: hash, Version: version.Version, Entrypoint: strings.Join(os.Args, " "),
-		Env: map[string]string{"GORAY_DRIVER_HOST": host}, Namespace: namespace,
+		Env: driverEnv(host), Namespace: namespace,
 	})
 	if err != nil {
 		cw.Stop()
@@ -229,6 +230,17 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer, namespace s
 	r.cw, r.jobID, r.namespace = cw, job.JobId, job.Namespace
 	go cw.PrintLogs(job.JobId, logTo)
 	return nil
+}
+
+// driverEnv is the driver's JobInfo.Env: with the config a job supervisor
+// passes (submission id, working_dir, env_vars), so the job's workers get them.
+func driverEnv(host string) map[string]string {
+	env := runtimeenv.DriverEnv(os.Getenv(runtimeenv.EnvJobConfig))
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["GORAY_DRIVER_HOST"] = host
+	return env
 }
 
 // pickLocalNode prefers an alive node on this host (the head first), as

@@ -19,10 +19,15 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/gcs"
+	"github.com/goray/goray/internal/jobs"
 	"github.com/goray/goray/internal/raylet"
 	"github.com/goray/goray/internal/version"
+	"github.com/goray/goray/proto/rpcpb"
 )
 
 // Defaults that follow Ray.
@@ -74,6 +79,8 @@ type Config struct {
 	WorkerIdleTimeout   time.Duration
 	GCSReconnectTimeout time.Duration
 	Logger              *slog.Logger
+	// Jobs adjusts the head's job manager settings (tests).
+	Jobs func(*jobs.Config)
 }
 
 // Info is what a started node records in its session directory and prints.
@@ -97,6 +104,10 @@ type Node struct {
 	Raylet *raylet.Raylet
 	https  []*http.Server
 	cfg    Config
+
+	jobsConn   *grpc.ClientConn // the job manager's and supervisor's GCS client
+	jobs       *jobs.Manager
+	supervisor *jobs.Supervisor
 }
 
 // TempRoot resolves the temp root: flag, else GORAY_TEMP, else /tmp/goray.
@@ -250,6 +261,10 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.Info.DashboardAddress = dln.Addr().String()
+		if err := n.startJobManager(session, log); err != nil {
+			dln.Close()
+			return nil, err
+		}
 		n.serve(dln, n.dashboardHandler())
 	} else {
 		n.Info.GCSAddress = cfg.Address
@@ -275,6 +290,10 @@ func Start(cfg Config) (*Node, error) {
 		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, GCSReconnectTimeout: cfg.GCSReconnectTimeout, Logger: log,
 	})
 	if err != nil {
+		aln.Close()
+		return nil, err
+	}
+	if err := n.startSupervisor(session, log); err != nil {
 		aln.Close()
 		return nil, err
 	}
@@ -365,7 +384,53 @@ func (n *Node) agentHandler() http.Handler {
 	}
 	mux.HandleFunc("GET /api/local_raylet_healthz", health)
 	mux.HandleFunc("GET /api/healthz", health)
+	jobsMux := http.NewServeMux()
+	n.supervisor.Register(jobsMux)
+	mux.Handle("/api/job_agent/", auth.Middleware(n.cfg.Token, jobsMux))
 	return mux
+}
+
+func (n *Node) jobsGCS() (*grpc.ClientConn, error) {
+	if n.jobsConn == nil {
+		conn, err := grpc.NewClient(n.Info.GCSAddress, append(auth.DialOptions(n.cfg.Token),
+			grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
+		if err != nil {
+			return nil, fmt.Errorf("node: GCS client for jobs: %w", err)
+		}
+		n.jobsConn = conn
+	}
+	return n.jobsConn, nil
+}
+
+// startJobManager starts the head's job manager (Jobs REST API).
+func (n *Node) startJobManager(session string, log *slog.Logger) error {
+	conn, err := n.jobsGCS()
+	if err != nil {
+		return err
+	}
+	jc := jobs.DefaultConfig()
+	jc.GCS, jc.Token, jc.Logger = rpcpb.NewGcsServiceClient(conn), n.cfg.Token, log
+	jc.SessionName, jc.DashboardAddress, jc.Version = filepath.Base(session), n.Info.DashboardAddress, version.Version
+	jc.TempDir = filepath.Join(session, "uploads")
+	if n.cfg.Jobs != nil {
+		n.cfg.Jobs(&jc)
+	}
+	n.jobs, err = jobs.NewManager(jc)
+	return err
+}
+
+// startSupervisor starts the node's job supervisor (the agent runs the
+// entrypoints of the jobs the head hands to this node).
+func (n *Node) startSupervisor(session string, log *slog.Logger) error {
+	conn, err := n.jobsGCS()
+	if err != nil {
+		return err
+	}
+	n.supervisor = jobs.NewSupervisor(jobs.SupervisorConfig{
+		NodeID: n.Info.NodeID, NodeIP: n.Info.NodeIP, AgentAddress: n.Info.AgentAddress, GCSAddress: n.Info.GCSAddress,
+		GCS: rpcpb.NewGcsServiceClient(conn), Token: n.cfg.Token, SessionDir: session, Logger: log,
+	})
+	return nil
 }
 
 // dashboardHandler serves the head's HTTP API (health for now).
@@ -381,10 +446,7 @@ func (n *Node) dashboardHandler() http.Handler {
 		fmt.Fprintln(w, "success")
 	})
 	api := http.NewServeMux()
-	api.HandleFunc("GET /api/version", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"version": "4", "ray_version": version.Version, "ray_commit": "goray"})
-	})
+	n.jobs.Register(api)
 	mux.Handle("/", auth.Middleware(n.cfg.Token, api))
 	return mux
 }
@@ -392,12 +454,21 @@ func (n *Node) dashboardHandler() http.Handler {
 // Stop stops the node: the raylet leaves the cluster cleanly, then the GCS
 // stops; the session keeps its logs but drops node.json.
 func (n *Node) Stop() {
+	if n.supervisor != nil {
+		n.supervisor.Close()
+	}
+	if n.jobs != nil {
+		n.jobs.Close()
+	}
 	if n.Raylet != nil {
 		n.Raylet.Unregister("node stopped (SIGTERM or goray stop)")
 		n.Raylet.Stop()
 	}
 	for _, s := range n.https {
 		s.Close()
+	}
+	if n.jobsConn != nil {
+		n.jobsConn.Close()
 	}
 	if n.GCS != nil {
 		n.GCS.Stop()

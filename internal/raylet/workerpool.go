@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -154,6 +155,14 @@ func (r *Raylet) startWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, 
 	}
 	cmd.Env = env
 	cmd.Dir = r.cfg.SessionDir
+	if uri := job.Env[runtimeenv.KeyWorkingDir]; uri != "" {
+		// A submitted job's workers run in its unpacked working_dir.
+		dir, err := runtimeenv.Fetch(ctx, r.gcs, uri, filepath.Join(r.cfg.SessionDir, "runtime_resources"))
+		if err != nil {
+			return nil, fmt.Errorf("raylet: working_dir of job %s: %w", job.JobId, err)
+		}
+		cmd.Dir = dir
+	}
 	// Workers get their own process group so a force-kill reaches anything
 	// they started, and a Ctrl-C at the raylet's terminal does not.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
