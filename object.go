@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -65,11 +66,15 @@ func Put[T any](v T) (ObjectRef[T], error) {
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	data, err := codec.Encode(v)
+	size, fill, err := codec.Sized(v)
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	return ObjectRef[T]{ref: r.cw.Put(data)}, nil
+	ref, err := r.cw.PutEncoded(context.Background(), int64(size), fill)
+	if err != nil {
+		return ObjectRef[T]{}, err
+	}
+	return ObjectRef[T]{ref: ref}, nil
 }
 
 // GetOption configures Get.
@@ -114,10 +119,21 @@ func Get[T any](ctx context.Context, ref ObjectRef[T], opts ...GetOption) (T, er
 		return zero, te
 	}
 	var v T
-	if err := codec.Decode(res.Data, &v); err != nil {
+	err = codec.Decode(res.Data, &v)
+	// A []byte result aliases the object store's shared memory (read-only)
+	// and keeps it mapped; other types are decoded copies.
+	if !aliasesBytes[T]() {
+		res.Release()
+	}
+	if err != nil {
 		return zero, err
 	}
 	return v, nil
+}
+
+func aliasesBytes[T any]() bool {
+	t := reflect.TypeFor[T]()
+	return t.Kind() == reflect.Interface || (t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8)
 }
 
 // Wait returns once numReturns of refs are ready or timeout passes (0 =

@@ -25,14 +25,14 @@ const readyEnv = "GORAY_START_READY_FILE"
 
 func startCmd() *cobra.Command {
 	var (
-		head                                   bool
-		address, nodeIP, resourcesJSON, labels string
-		port, dashPort, agentPort              int
-		numCPUs, numGPUs                       float64
-		memory, objectStoreMemory              int64
-		dashHost, tempDir, gcsStorage          string
-		block                                  bool
-		clientPort, metricsPort                int
+		head                                    bool
+		address, nodeIP, resourcesJSON, labels  string
+		port, dashPort, agentPort               int
+		numCPUs, numGPUs                        float64
+		memory, objectStoreMemory               int64
+		dashHost, tempDir, gcsStorage, spillDir string
+		block                                   bool
+		clientPort, metricsPort                 int
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -87,6 +87,7 @@ func startCmd() *cobra.Command {
 				AgentPort: agentPort, AgentPortSet: f.Changed("dashboard-agent-listen-port"),
 				NumCPUs: -1, NumGPUs: -1, Memory: memory, ObjectStoreMemory: objectStoreMemory,
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
+				ObjectSpillingDir: spillDir,
 			}
 			if f.Changed("num-cpus") {
 				cfg.NumCPUs = numCPUs
@@ -118,6 +119,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&metricsPort, "metrics-export-port", 0, "metrics port (not served yet)")
 	f.StringVar(&tempDir, "temp-dir", "", "temp root (default $GORAY_TEMP or /tmp/goray)")
 	f.StringVar(&gcsStorage, "gcs-storage-path", "", "persist the GCS tables in this directory and reload them on restart")
+	f.StringVar(&spillDir, "object-spilling-directory", "", "where the object store spills (default: the session directory)")
 	f.BoolVar(&block, "block", false, "run the node in the foreground")
 	return cmd
 }

@@ -67,3 +67,21 @@ func Decode(data []byte, ptr any) error {
 		return fmt.Errorf("codec: unknown value tag %d", data[0])
 	}
 }
+
+// Sized encodes v for a destination allocated by the caller (a value put
+// straight into shared memory): it returns the encoded size and a fill
+// function that writes the encoding into a buffer of that size. A []byte
+// is written with one copy and no intermediate buffer.
+func Sized(v any) (size int, fill func([]byte), err error) {
+	if b, ok := v.([]byte); ok {
+		return 1 + len(b), func(dst []byte) {
+			dst[0] = tagBytes
+			copy(dst[1:], b)
+		}, nil
+	}
+	enc, err := Encode(v)
+	if err != nil {
+		return 0, nil, err
+	}
+	return len(enc), func(dst []byte) { copy(dst, enc) }, nil
+}

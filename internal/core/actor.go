@@ -117,16 +117,16 @@ func (cw *CoreWorker) CreateActor(ctx context.Context, class string, args []Arg,
 			vals[i] = a.Data
 			continue
 		}
-		r, err := cw.fetch(ctx, *a.Ref)
+		data, appErr, err := cw.argValue(ctx, *a.Ref)
 		if err != nil {
 			return "", fmt.Errorf("goray: argument %d of actor %s: %w", i, class, err)
 		}
-		if r.AppErr {
+		if appErr {
 			te := &TaskError{}
-			codec.Decode(r.Data, te)
+			codec.Decode(data, te)
 			return "", fmt.Errorf("goray: argument %d of actor %s failed: %w", i, class, te)
 		}
-		vals[i] = r.Data
+		vals[i] = data
 	}
 	info, err := cw.gcs.CreateActor(ctx, &rpcpb.ActorSpec{
 		JobId: cw.cfg.JobID, ClassName: class, Args: vals, Resources: o.Resources,

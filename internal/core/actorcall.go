@@ -179,7 +179,11 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 			}
 			ac.mu.Unlock()
 			if call != nil {
-				cw.store.seal(call.returnID, reply.Result, reply.AppError, nil)
+				if reply.InPlasma {
+					cw.store.sealPlasma(call.returnID, reply.Size, reply.NodeId, reply.RayletAddress)
+				} else {
+					cw.store.seal(call.returnID, reply.Result, reply.AppError, nil)
+				}
 			}
 		}
 	}()
@@ -282,10 +286,10 @@ func (ac *actorClient) resolve(ctx context.Context, call *actorCall) error {
 			call.spec.Args[i] = a.Data
 			continue
 		}
-		r, err := ac.cw.fetch(ctx, *a.Ref)
-		if err == nil && r.AppErr {
+		data, appErr, err := ac.cw.argValue(ctx, *a.Ref)
+		if err == nil && appErr {
 			ac.dropPending(call)
-			ac.cw.store.seal(call.returnID, r.Data, true, nil)
+			ac.cw.store.seal(call.returnID, data, true, nil)
 			return fmt.Errorf("dependency failed")
 		}
 		if err != nil {
@@ -296,7 +300,7 @@ func (ac *actorClient) resolve(ctx context.Context, call *actorCall) error {
 			ac.cw.store.seal(call.returnID, nil, false, err)
 			return err
 		}
-		call.spec.Args[i] = r.Data
+		call.spec.Args[i] = data
 	}
 	call.resolved = true
 	return nil

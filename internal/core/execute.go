@@ -81,6 +81,10 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 	if err != nil {
 		return fail(err.Error(), "", false)
 	}
+	args, err := cw.resolveArgs(ctx, spec.Args)
+	if err != nil {
+		return fail(err.Error(), "", false)
+	}
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cw.mu.Lock()
@@ -102,7 +106,7 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 				panicked, stack = p, string(debug.Stack())
 			}
 		}()
-		out, err = fn(tctx, spec.Args)
+		out, err = fn(tctx, args)
 	}()
 	switch {
 	case panicked != nil:
@@ -111,5 +115,14 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 		return fail(err.Error(), "", false)
 	}
 	reply.Result = out
+	cw.storeResult(ctx, reply)
 	return reply
+}
+
+func mustEncode(v any) []byte {
+	b, err := codec.Encode(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

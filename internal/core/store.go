@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"sync"
+
+	"github.com/goray/goray/proto/rpcpb"
 )
 
 // object is one entry of the owner's in-memory object store.
@@ -11,6 +13,10 @@ type object struct {
 	data   []byte
 	appErr bool  // data holds an encoded TaskError
 	err    error // system failure (retries exhausted, cancelled, ...)
+	// A large value lives in node object stores instead of data.
+	plasma    bool
+	size      int64
+	locations map[string]string // node id → raylet address
 }
 
 // memoryStore holds the objects this worker owns. Small values and task
@@ -69,6 +75,64 @@ func (s *memoryStore) wait(ctx context.Context, id string) (o *object, ok bool, 
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
+}
+
+// sealPlasma records an object whose value is in a node's object store.
+func (s *memoryStore) sealPlasma(id string, size int64, nodeID, raylet string) {
+	s.mu.Lock()
+	o := s.objects[id]
+	if o == nil {
+		o = &object{ready: make(chan struct{})}
+		s.objects[id] = o
+	}
+	select {
+	case <-o.ready:
+		s.mu.Unlock()
+		return
+	default:
+	}
+	o.plasma, o.size, o.locations = true, size, map[string]string{nodeID: raylet}
+	close(o.ready)
+	s.mu.Unlock()
+}
+
+// addLocation records another copy of an object.
+func (s *memoryStore) addLocation(id, nodeID, raylet string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.objects[id]; o != nil && o.plasma {
+		o.locations[nodeID] = raylet
+	}
+}
+
+func (s *memoryStore) locations(id string) []*rpcpb.ObjectLocation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.objects[id]
+	if o == nil {
+		return nil
+	}
+	out := make([]*rpcpb.ObjectLocation, 0, len(o.locations))
+	for n, a := range o.locations {
+		out = append(out, &rpcpb.ObjectLocation{NodeId: n, RayletAddress: a})
+	}
+	return out
+}
+
+// dropNode forgets the copies held by a dead node.
+func (s *memoryStore) dropNode(nodeID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.objects {
+		delete(o.locations, nodeID)
+	}
+}
+
+// reset replaces a sealed object by a pending one (reconstruction).
+func (s *memoryStore) reset(id string) {
+	s.mu.Lock()
+	s.objects[id] = &object{ready: make(chan struct{})}
+	s.mu.Unlock()
 }
 
 func (s *memoryStore) isReady(id string) bool {

@@ -147,16 +147,16 @@ func (cw *CoreWorker) resolve(t *task, args []Arg) {
 			t.spec.Args[i] = a.Data
 			continue
 		}
-		r, err := cw.fetch(cw.ctx, *a.Ref)
+		data, appErr, err := cw.argValue(cw.ctx, *a.Ref)
 		if err != nil {
 			cw.finish(t, nil, false, err)
 			return
 		}
-		if r.AppErr {
-			cw.finish(t, r.Data, true, nil)
+		if appErr {
+			cw.finish(t, data, true, nil)
 			return
 		}
-		t.spec.Args[i] = r.Data
+		t.spec.Args[i] = data
 	}
 	cw.enqueue(t, false)
 }
@@ -376,7 +376,7 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 				}
 				return
 			}
-			cw.finish(s.t, reply.Result, reply.AppError, nil)
+			cw.finishReply(s.t, reply)
 			mu.Lock()
 			inFlight--
 			if time.Since(s.at) < fastTaskLatency*time.Duration(inFlight+1) {
@@ -471,6 +471,31 @@ func (cw *CoreWorker) workerFailed(t *task, cause error) {
 	cw.finish(t, nil, false, fmt.Errorf("%w while running %s (attempt %d, no retries left): %v", ErrWorkerDied, t.spec.Function, t.spec.Attempt, cause))
 }
 
+// finishReply seals a task's result from its worker's reply; a result in
+// a node's object store keeps the task as lineage to rebuild it.
+func (cw *CoreWorker) finishReply(t *task, reply *rpcpb.TaskReply) {
+	if !reply.InPlasma {
+		cw.finish(t, reply.Result, reply.AppError, nil)
+		return
+	}
+	cw.mu.Lock()
+	if t.done {
+		cw.mu.Unlock()
+		return
+	}
+	if t.cancelled {
+		cw.mu.Unlock()
+		cw.finish(t, nil, false, fmt.Errorf("%w: %s", ErrTaskCancelled, t.spec.Function))
+		return
+	}
+	t.done = true
+	t.lease = nil
+	delete(cw.tasks, t.returnID)
+	cw.lineage[t.returnID] = t
+	cw.mu.Unlock()
+	cw.store.sealPlasma(t.returnID, reply.Size, reply.NodeId, reply.RayletAddress)
+}
+
 // finish seals a task's result.
 func (cw *CoreWorker) finish(t *task, data []byte, appErr bool, err error) {
 	cw.mu.Lock()
@@ -503,6 +528,7 @@ func (cw *CoreWorker) nodeDied(nodeID string) {
 	for _, l := range dead {
 		l.cancel()
 	}
+	cw.store.dropNode(nodeID)
 }
 
 // Cancel cancels the task that produces ref (Ray's ray.cancel): a queued

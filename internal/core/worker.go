@@ -82,6 +82,7 @@ type CoreWorker struct {
 	// mu guards tasks, classes and running.
 	mu      sync.Mutex
 	tasks   map[string]*task // by return object id
+	lineage map[string]*task // finished tasks whose result is in a node store
 	classes map[string]*schedClass
 	running map[string]context.CancelFunc // tasks executing in this process
 
@@ -121,7 +122,7 @@ func Start(cfg Config) (*CoreWorker, error) {
 	cw := &CoreWorker{
 		cfg: cfg, log: log.With("component", "core_worker"), address: ln.Addr().String(),
 		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(),
-		conns: map[string]*grpc.ClientConn{}, tasks: map[string]*task{}, classes: map[string]*schedClass{},
+		conns: map[string]*grpc.ClientConn{}, tasks: map[string]*task{}, classes: map[string]*schedClass{}, lineage: map[string]*task{},
 		running: map[string]context.CancelFunc{}, actors: map[string]*actorClient{},
 	}
 	if cw.gcsConn, err = cw.dial(cfg.GCSAddress); err != nil {
@@ -222,17 +223,26 @@ type Ref struct {
 	Owner string `msgpack:"owner"`
 }
 
-// Put stores an encoded value owned by this worker.
-func (cw *CoreWorker) Put(data []byte) Ref {
-	id := cw.nextID()
-	cw.store.seal(id, data, false, nil)
-	return Ref{ID: id, Owner: cw.address}
+// Put stores an encoded value owned by this worker (see PutEncoded).
+func (cw *CoreWorker) Put(data []byte) (Ref, error) {
+	return cw.PutEncoded(cw.ctx, int64(len(data)), func(b []byte) { copy(b, data) })
 }
 
-// Result is a sealed object as a caller sees it.
+// Result is a sealed object as a caller sees it. Data of an object in
+// the node's store aliases its shared memory (read-only); Release unmaps
+// it once the caller no longer uses Data (values decoded into Go types
+// are copies; a []byte result must stay mapped while it is used).
 type Result struct {
-	Data   []byte
-	AppErr bool
+	Data    []byte
+	AppErr  bool
+	release func()
+}
+
+// Release unmaps a Result that aliases shared memory.
+func (r Result) Release() {
+	if r.release != nil {
+		r.release()
+	}
 }
 
 // Get waits for an object and returns its encoded value. A system failure
@@ -252,39 +262,73 @@ func (cw *CoreWorker) readyLocally(ref Ref) bool {
 }
 
 func (cw *CoreWorker) fetch(ctx context.Context, ref Ref) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := cw.lookup(ctx, ref, attempt > 0)
+		if err != nil || !v.plasma {
+			return Result{Data: v.data, AppErr: v.appErr}, err
+		}
+		data, release, err := cw.readPlasma(ctx, ref.ID, v.locations)
+		if err == nil {
+			return Result{Data: data, release: release}, nil
+		}
+		if status.Code(err) != codes.NotFound || attempt >= 3 {
+			return Result{}, fmt.Errorf("goray: read object %s: %s", ref.ID, status.Convert(err).Message())
+		}
+		// Every copy is gone: the owner rebuilds it from lineage.
+	}
+}
+
+// objectView is an object as its owner describes it: an inline value, or
+// the locations of its copies in node object stores.
+type objectView struct {
+	data      []byte
+	appErr    bool
+	plasma    bool
+	size      int64
+	locations []*rpcpb.ObjectLocation
+}
+
+// lookup waits for an object at its owner; with lost, the caller found
+// no live copy and the owner reconstructs it first.
+func (cw *CoreWorker) lookup(ctx context.Context, ref Ref, lost bool) (objectView, error) {
 	if ref.Owner == cw.address {
+		if lost {
+			if err := cw.reconstruct(ref.ID); err != nil {
+				return objectView{}, err
+			}
+		}
 		o, ok, err := cw.store.wait(ctx, ref.ID)
 		if !ok {
-			return Result{}, fmt.Errorf("%w: %s", ErrObjectUnknown, ref.ID)
+			return objectView{}, fmt.Errorf("%w: %s", ErrObjectUnknown, ref.ID)
 		}
 		if err != nil {
-			return Result{}, cw.timeoutError(ref, err)
+			return objectView{}, cw.timeoutError(ref, err)
 		}
 		if o.err != nil {
-			return Result{}, o.err
+			return objectView{}, o.err
 		}
-		return Result{Data: o.data, AppErr: o.appErr}, nil
+		return objectView{data: o.data, appErr: o.appErr, plasma: o.plasma, size: o.size, locations: cw.store.locations(ref.ID)}, nil
 	}
 	c, err := cw.conn(ref.Owner)
 	if err != nil {
-		return Result{}, err
+		return objectView{}, err
 	}
-	reply, err := rpcpb.NewCoreWorkerClient(c).GetObject(ctx, &rpcpb.GetObjectRequest{ObjectId: ref.ID})
+	reply, err := rpcpb.NewCoreWorkerClient(c).GetObject(ctx, &rpcpb.GetObjectRequest{ObjectId: ref.ID, Lost: lost})
 	if err != nil {
 		if ctx.Err() != nil {
-			return Result{}, cw.timeoutError(ref, ctx.Err())
+			return objectView{}, cw.timeoutError(ref, ctx.Err())
 		}
 		switch status.Code(err) {
 		case codes.NotFound:
-			return Result{}, fmt.Errorf("%w: %s", ErrObjectUnknown, ref.ID)
+			return objectView{}, fmt.Errorf("%w: %s", ErrObjectUnknown, ref.ID)
 		case codes.Unavailable:
-			return Result{}, fmt.Errorf("%w: %s (owner %s): %s", ErrOwnerDied, ref.ID, ref.Owner, status.Convert(err).Message())
+			return objectView{}, fmt.Errorf("%w: %s (owner %s): %s", ErrOwnerDied, ref.ID, ref.Owner, status.Convert(err).Message())
 		case codes.Aborted:
-			return Result{}, errors.New(status.Convert(err).Message())
+			return objectView{}, errors.New(status.Convert(err).Message())
 		}
-		return Result{}, fmt.Errorf("goray: get %s from owner %s: %w", ref.ID, ref.Owner, err)
+		return objectView{}, fmt.Errorf("goray: get %s from owner %s: %w", ref.ID, ref.Owner, err)
 	}
-	return Result{Data: reply.Value, AppErr: reply.AppError}, nil
+	return objectView{data: reply.Value, appErr: reply.AppError, plasma: reply.InPlasma, size: reply.Size, locations: reply.Locations}, nil
 }
 
 // timeoutError explains why an object is not ready when a Get gives up.
@@ -353,6 +397,11 @@ func (cw *CoreWorker) Wait(ctx context.Context, refs []Ref, numReturns int) (rea
 
 // GetObject serves an owned object to a borrower, waiting until it is ready.
 func (cw *CoreWorker) GetObject(ctx context.Context, req *rpcpb.GetObjectRequest) (*rpcpb.GetObjectReply, error) {
+	if req.Lost {
+		if err := cw.reconstruct(req.ObjectId); err != nil {
+			return nil, status.Error(codes.Aborted, err.Error())
+		}
+	}
 	o, ok, err := cw.store.wait(ctx, req.ObjectId)
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "goray: object %s unknown to its owner", req.ObjectId)
@@ -363,7 +412,7 @@ func (cw *CoreWorker) GetObject(ctx context.Context, req *rpcpb.GetObjectRequest
 	if o.err != nil {
 		return nil, status.Error(codes.Aborted, o.err.Error())
 	}
-	return &rpcpb.GetObjectReply{Value: o.data, AppError: o.appErr}, nil
+	return &rpcpb.GetObjectReply{Value: o.data, AppError: o.appErr, InPlasma: o.plasma, Size: o.size, Locations: cw.store.locations(req.ObjectId)}, nil
 }
 
 // blockGrace is how long a Get or Wait inside a task may wait before the

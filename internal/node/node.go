@@ -23,8 +23,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/goray/goray/internal/auth"
+	"golang.org/x/sys/unix"
+
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs"
+	"github.com/goray/goray/internal/object"
 	"github.com/goray/goray/internal/raylet"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/rpcpb"
@@ -68,6 +71,9 @@ type Config struct {
 
 	TempRoot       string
 	GCSStoragePath string
+	// ObjectSpillingDir holds spilled objects (default: the session's
+	// spill directory); the node uses a subdirectory of its own.
+	ObjectSpillingDir string
 	// Private nodes (a driver's own cluster) are not recorded as this
 	// host's current cluster.
 	Private bool
@@ -108,6 +114,8 @@ type Node struct {
 	jobsConn   *grpc.ClientConn // the job manager's and supervisor's GCS client
 	jobs       *jobs.Manager
 	supervisor *jobs.Supervisor
+	// storeDirs are the object store's directories, removed at Stop.
+	storeDirs []string
 }
 
 // TempRoot resolves the temp root: flag, else GORAY_TEMP, else /tmp/goray.
@@ -282,11 +290,17 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.Info.RayletAddress = rln.Addr().String()
 	n.Info.NodeID = newNodeID()
+	storeCfg, err := objectStoreConfig(cfg, session, int64(res["object_store_memory"]))
+	if err != nil {
+		aln.Close()
+		rln.Close()
+		return nil, err
+	}
 	n.Raylet, err = raylet.Start(raylet.Config{
 		NodeID: n.Info.NodeID, NodeIP: cfg.NodeIP, NodeName: cfg.NodeIP, IsHead: cfg.Head,
 		Listener: rln, Address: n.Info.RayletAddress, AgentAddr: n.Info.AgentAddress,
 		GCSAddress: n.Info.GCSAddress, Token: cfg.Token, Resources: res, Labels: cfg.Labels,
-		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond,
+		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond, ObjectStore: storeCfg,
 		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, GCSReconnectTimeout: cfg.GCSReconnectTimeout, Logger: log,
 	})
 	if err != nil {
@@ -298,6 +312,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.serve(aln, n.agentHandler())
+	n.storeDirs = []string{storeCfg.Dir, storeCfg.SpillDir}
 
 	b, _ := json.MarshalIndent(n.Info, "", "  ")
 	if err := os.WriteFile(filepath.Join(session, InfoFile), b, 0o644); err != nil {
@@ -311,6 +326,43 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// objectStoreConfig places the node's object store: files in /dev/shm
+// (tmpfs, so workers map them without a copy) when it exists, else in the
+// session; spills under --object-spilling-directory or the session. Both
+// directories carry the node process's pid, and directories of dead
+// processes are removed first, so a killed node's objects do not outlive it.
+func objectStoreConfig(cfg Config, session string, capacity int64) (object.Config, error) {
+	tag := fmt.Sprintf("goray-%d", os.Getpid())
+	shm := filepath.Join(session, "plasma")
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && unix.Access("/dev/shm", unix.W_OK) == nil {
+		removeStale("/dev/shm")
+		shm = filepath.Join("/dev/shm", tag)
+	}
+	spill := filepath.Join(session, "spill")
+	if cfg.ObjectSpillingDir != "" {
+		if err := os.MkdirAll(cfg.ObjectSpillingDir, 0o755); err != nil {
+			return object.Config{}, fmt.Errorf("node: --object-spilling-directory: %w", err)
+		}
+		removeStale(cfg.ObjectSpillingDir)
+		spill = filepath.Join(cfg.ObjectSpillingDir, tag)
+	}
+	return object.Config{Dir: shm, SpillDir: spill, Capacity: capacity, SpillThreshold: 0.8}, nil
+}
+
+// removeStale removes goray-<pid> directories of processes that are gone.
+func removeStale(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "goray-"))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "goray-") || err != nil || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
 }
 
 func newNodeID() string {
@@ -475,6 +527,11 @@ func (n *Node) Stop() {
 	}
 	if n.Info.SessionDir != "" {
 		os.Remove(filepath.Join(n.Info.SessionDir, InfoFile))
+	}
+	if n.storeDirs != nil {
+		for _, d := range n.storeDirs {
+			os.RemoveAll(d)
+		}
 	}
 	if n.cfg.Head {
 		cur := filepath.Join(n.cfg.TempRoot, CurrentClusterFile)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/object"
 	"github.com/goray/goray/internal/scheduler"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/rpcpb"
@@ -44,6 +45,9 @@ type Config struct {
 	// SessionDir holds this node's logs; TempRoot the host-wide binary cache.
 	SessionDir string
 	TempRoot   string
+	// ObjectStore configures the node's object store (shared memory dir,
+	// spill dir, capacity).
+	ObjectStore object.Config
 	// ReportPeriod is how often the raylet reports its resources to the GCS
 	// and refreshes its cluster view.
 	ReportPeriod          time.Duration
@@ -101,6 +105,8 @@ type Raylet struct {
 	grpc   *grpc.Server
 	policy *scheduler.Policy
 	logs   *logPublisher
+	store  *object.Store
+	om     objectManager
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -131,10 +137,15 @@ func Start(cfg Config) (*Raylet, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	store, err := object.Open(cfg.ObjectStore)
+	if err != nil {
+		return nil, fmt.Errorf("raylet: object store: %w", err)
+	}
 	conn, err := grpc.NewClient(cfg.GCSAddress, append(auth.DialOptions(cfg.Token),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
+		store.Close()
 		return nil, fmt.Errorf("raylet: GCS address %q: %w", cfg.GCSAddress, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,12 +155,13 @@ func Start(cfg Config) (*Raylet, error) {
 		total: scheduler.Resources(cfg.Resources).Clone(), available: scheduler.Resources(cfg.Resources).Clone(),
 		workers: map[string]*worker{}, queue: map[*pending]struct{}{}, changed: make(chan struct{}),
 		jobs: map[string]*rpcpb.JobInfo{}, finishedJobs: map[string]bool{},
+		store: store, om: objectManager{pulling: map[string]chan struct{}{}, conns: map[string]*grpc.ClientConn{}},
 	}
 	for i := 0; i < int(cfg.Resources["GPU"]); i++ {
 		r.gpuFree = append(r.gpuFree, 1)
 	}
 	r.logs = newLogPublisher(r.gcs)
-	r.grpc = grpc.NewServer(append(auth.ServerOptions(cfg.Token), grpc.MaxRecvMsgSize(64<<20))...)
+	r.grpc = grpc.NewServer(append(auth.ServerOptions(cfg.Token), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(2*ChunkSize))...)
 	rpcpb.RegisterRayletServer(r.grpc, r)
 	go r.grpc.Serve(cfg.Listener)
 
@@ -189,6 +201,12 @@ func (r *Raylet) Stop() {
 	}
 	r.grpc.Stop()
 	r.conn.Close()
+	r.om.mu.Lock()
+	for _, c := range r.om.conns {
+		c.Close()
+	}
+	r.om.mu.Unlock()
+	r.store.Close()
 }
 
 // Unregister tells the GCS the node leaves on purpose.

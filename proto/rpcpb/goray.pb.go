@@ -2349,6 +2349,622 @@ func (x *WorkerBlocked) GetBlocked() bool {
 	return false
 }
 
+type ObjectLocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RayletAddress string                 `protobuf:"bytes,2,opt,name=raylet_address,json=rayletAddress,proto3" json:"raylet_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectLocation) Reset() {
+	*x = ObjectLocation{}
+	mi := &file_goray_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectLocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectLocation) ProtoMessage() {}
+
+func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectLocation.ProtoReflect.Descriptor instead.
+func (*ObjectLocation) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ObjectLocation) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ObjectLocation) GetRayletAddress() string {
+	if x != nil {
+		return x.RayletAddress
+	}
+	return ""
+}
+
+type CreateObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Primary       bool                   `protobuf:"varint,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateObjectRequest) Reset() {
+	*x = CreateObjectRequest{}
+	mi := &file_goray_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateObjectRequest) ProtoMessage() {}
+
+func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
+func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateObjectRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *CreateObjectRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CreateObjectRequest) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+type CreateObjectReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // shared-memory file to fill, then SealObject
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateObjectReply) Reset() {
+	*x = CreateObjectReply{}
+	mi := &file_goray_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateObjectReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateObjectReply) ProtoMessage() {}
+
+func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
+func (*CreateObjectReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateObjectReply) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type ObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Abort         bool                   `protobuf:"varint,2,opt,name=abort,proto3" json:"abort,omitempty"` // SealObject: drop an unfinished object instead
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectRequest) Reset() {
+	*x = ObjectRequest{}
+	mi := &file_goray_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectRequest) ProtoMessage() {}
+
+func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectRequest.ProtoReflect.Descriptor instead.
+func (*ObjectRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ObjectRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *ObjectRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
+type LocalObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Locations     []*ObjectLocation      `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"` // where to pull from when not local
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalObjectRequest) Reset() {
+	*x = LocalObjectRequest{}
+	mi := &file_goray_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalObjectRequest) ProtoMessage() {}
+
+func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalObjectRequest.ProtoReflect.Descriptor instead.
+func (*LocalObjectRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LocalObjectRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *LocalObjectRequest) GetLocations() []*ObjectLocation {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+type LocalObjectReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalObjectReply) Reset() {
+	*x = LocalObjectReply{}
+	mi := &file_goray_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalObjectReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalObjectReply) ProtoMessage() {}
+
+func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
+func (*LocalObjectReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LocalObjectReply) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *LocalObjectReply) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type ObjectChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"` // total size, in every chunk
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectChunk) Reset() {
+	*x = ObjectChunk{}
+	mi := &file_goray_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectChunk) ProtoMessage() {}
+
+func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
+func (*ObjectChunk) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ObjectChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ObjectChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ObjectChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type DeleteObjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds     []string               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteObjectsRequest) Reset() {
+	*x = DeleteObjectsRequest{}
+	mi := &file_goray_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteObjectsRequest) ProtoMessage() {}
+
+func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeleteObjectsRequest) GetObjectIds() []string {
+	if x != nil {
+		return x.ObjectIds
+	}
+	return nil
+}
+
+type ObjectStat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Primary       bool                   `protobuf:"varint,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	Spilled       bool                   `protobuf:"varint,4,opt,name=spilled,proto3" json:"spilled,omitempty"`
+	Reads         int64                  `protobuf:"varint,5,opt,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectStat) Reset() {
+	*x = ObjectStat{}
+	mi := &file_goray_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectStat) ProtoMessage() {}
+
+func (x *ObjectStat) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
+func (*ObjectStat) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ObjectStat) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *ObjectStat) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ObjectStat) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *ObjectStat) GetSpilled() bool {
+	if x != nil {
+		return x.Spilled
+	}
+	return false
+}
+
+func (x *ObjectStat) GetReads() int64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
+type ObjectStoreStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Capacity      int64                  `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Used          int64                  `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
+	NumObjects    int64                  `protobuf:"varint,4,opt,name=num_objects,json=numObjects,proto3" json:"num_objects,omitempty"`
+	NumSpilled    int64                  `protobuf:"varint,5,opt,name=num_spilled,json=numSpilled,proto3" json:"num_spilled,omitempty"`
+	CreatedBytes  int64                  `protobuf:"varint,6,opt,name=created_bytes,json=createdBytes,proto3" json:"created_bytes,omitempty"`
+	SpilledBytes  int64                  `protobuf:"varint,7,opt,name=spilled_bytes,json=spilledBytes,proto3" json:"spilled_bytes,omitempty"`
+	RestoredBytes int64                  `protobuf:"varint,8,opt,name=restored_bytes,json=restoredBytes,proto3" json:"restored_bytes,omitempty"`
+	Reads         int64                  `protobuf:"varint,9,opt,name=reads,proto3" json:"reads,omitempty"`
+	Objects       []*ObjectStat          `protobuf:"bytes,10,rep,name=objects,proto3" json:"objects,omitempty"`
+	PulledBytes   int64                  `protobuf:"varint,11,opt,name=pulled_bytes,json=pulledBytes,proto3" json:"pulled_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectStoreStats) Reset() {
+	*x = ObjectStoreStats{}
+	mi := &file_goray_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectStoreStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectStoreStats) ProtoMessage() {}
+
+func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
+func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ObjectStoreStats) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ObjectStoreStats) GetCapacity() int64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetUsed() int64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetNumObjects() int64 {
+	if x != nil {
+		return x.NumObjects
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetNumSpilled() int64 {
+	if x != nil {
+		return x.NumSpilled
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetCreatedBytes() int64 {
+	if x != nil {
+		return x.CreatedBytes
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetSpilledBytes() int64 {
+	if x != nil {
+		return x.SpilledBytes
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetRestoredBytes() int64 {
+	if x != nil {
+		return x.RestoredBytes
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetReads() int64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
+func (x *ObjectStoreStats) GetObjects() []*ObjectStat {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *ObjectStoreStats) GetPulledBytes() int64 {
+	if x != nil {
+		return x.PulledBytes
+	}
+	return 0
+}
+
 // Tasks travel on the framed task connection (internal/core/taskconn.go),
 // not as a gRPC method.
 type TaskSpec struct {
@@ -2370,7 +2986,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2998,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +3011,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -2482,13 +3098,16 @@ type TaskReply struct {
 	AppError      bool                   `protobuf:"varint,3,opt,name=app_error,json=appError,proto3" json:"app_error,omitempty"` // result holds an encoded TaskError
 	NodeId        string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	InPlasma      bool                   `protobuf:"varint,6,opt,name=in_plasma,json=inPlasma,proto3" json:"in_plasma,omitempty"` // the result is in node_id's object store
+	Size          int64                  `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	RayletAddress string                 `protobuf:"bytes,8,opt,name=raylet_address,json=rayletAddress,proto3" json:"raylet_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +3119,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +3132,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -2551,16 +3170,38 @@ func (x *TaskReply) GetPid() int64 {
 	return 0
 }
 
+func (x *TaskReply) GetInPlasma() bool {
+	if x != nil {
+		return x.InPlasma
+	}
+	return false
+}
+
+func (x *TaskReply) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *TaskReply) GetRayletAddress() string {
+	if x != nil {
+		return x.RayletAddress
+	}
+	return ""
+}
+
 type GetObjectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Lost          bool                   `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"` // the caller found no live copy: reconstruct
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +3213,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +3226,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -2595,17 +3236,27 @@ func (x *GetObjectRequest) GetObjectId() string {
 	return ""
 }
 
+func (x *GetObjectRequest) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
 type GetObjectReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	AppError      bool                   `protobuf:"varint,2,opt,name=app_error,json=appError,proto3" json:"app_error,omitempty"`
+	InPlasma      bool                   `protobuf:"varint,3,opt,name=in_plasma,json=inPlasma,proto3" json:"in_plasma,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Locations     []*ObjectLocation      `protobuf:"bytes,5,rep,name=locations,proto3" json:"locations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +3268,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +3281,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -2647,6 +3298,27 @@ func (x *GetObjectReply) GetAppError() bool {
 	return false
 }
 
+func (x *GetObjectReply) GetInPlasma() bool {
+	if x != nil {
+		return x.InPlasma
+	}
+	return false
+}
+
+func (x *GetObjectReply) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *GetObjectReply) GetLocations() []*ObjectLocation {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -2656,7 +3328,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +3340,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3353,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -2902,7 +3574,54 @@ const file_goray_proto_rawDesc = "" +
 	"\ftask_address\x18\x04 \x01(\tR\vtaskAddress\"F\n" +
 	"\rWorkerBlocked\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
-	"\ablocked\x18\x02 \x01(\bR\ablocked\"\xc1\x02\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"P\n" +
+	"\x0eObjectLocation\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12%\n" +
+	"\x0eraylet_address\x18\x02 \x01(\tR\rrayletAddress\"`\n" +
+	"\x13CreateObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x18\n" +
+	"\aprimary\x18\x03 \x01(\bR\aprimary\"'\n" +
+	"\x11CreateObjectReply\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"B\n" +
+	"\rObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x14\n" +
+	"\x05abort\x18\x02 \x01(\bR\x05abort\"j\n" +
+	"\x12LocalObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x127\n" +
+	"\tlocations\x18\x02 \x03(\v2\x19.goray.rpc.ObjectLocationR\tlocations\":\n" +
+	"\x10LocalObjectReply\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"M\n" +
+	"\vObjectChunk\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"5\n" +
+	"\x14DeleteObjectsRequest\x12\x1d\n" +
+	"\n" +
+	"object_ids\x18\x01 \x03(\tR\tobjectIds\"\x87\x01\n" +
+	"\n" +
+	"ObjectStat\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x18\n" +
+	"\aprimary\x18\x03 \x01(\bR\aprimary\x12\x18\n" +
+	"\aspilled\x18\x04 \x01(\bR\aspilled\x12\x14\n" +
+	"\x05reads\x18\x05 \x01(\x03R\x05reads\"\xf8\x02\n" +
+	"\x10ObjectStoreStats\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +
+	"\x04used\x18\x03 \x01(\x03R\x04used\x12\x1f\n" +
+	"\vnum_objects\x18\x04 \x01(\x03R\n" +
+	"numObjects\x12\x1f\n" +
+	"\vnum_spilled\x18\x05 \x01(\x03R\n" +
+	"numSpilled\x12#\n" +
+	"\rcreated_bytes\x18\x06 \x01(\x03R\fcreatedBytes\x12#\n" +
+	"\rspilled_bytes\x18\a \x01(\x03R\fspilledBytes\x12%\n" +
+	"\x0erestored_bytes\x18\b \x01(\x03R\rrestoredBytes\x12\x14\n" +
+	"\x05reads\x18\t \x01(\x03R\x05reads\x12/\n" +
+	"\aobjects\x18\n" +
+	" \x03(\v2\x15.goray.rpc.ObjectStatR\aobjects\x12!\n" +
+	"\fpulled_bytes\x18\v \x01(\x03R\vpulledBytes\"\xc1\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -2915,18 +3634,25 @@ const file_goray_proto_rawDesc = "" +
 	"\bactor_id\x18\t \x01(\tR\aactorId\x12%\n" +
 	"\x0eactor_creation\x18\n" +
 	" \x01(\bR\ractorCreation\x12'\n" +
-	"\x0fmax_concurrency\x18\v \x01(\x05R\x0emaxConcurrency\"\x84\x01\n" +
+	"\x0fmax_concurrency\x18\v \x01(\x05R\x0emaxConcurrency\"\xdc\x01\n" +
 	"\tTaskReply\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x1b\n" +
 	"\tapp_error\x18\x03 \x01(\bR\bappError\x12\x17\n" +
 	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\x03R\x03pid\"/\n" +
+	"\x03pid\x18\x05 \x01(\x03R\x03pid\x12\x1b\n" +
+	"\tin_plasma\x18\x06 \x01(\bR\binPlasma\x12\x12\n" +
+	"\x04size\x18\a \x01(\x03R\x04size\x12%\n" +
+	"\x0eraylet_address\x18\b \x01(\tR\rrayletAddress\"C\n" +
 	"\x10GetObjectRequest\x12\x1b\n" +
-	"\tobject_id\x18\x01 \x01(\tR\bobjectId\"C\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x12\n" +
+	"\x04lost\x18\x02 \x01(\bR\x04lost\"\xad\x01\n" +
 	"\x0eGetObjectReply\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x1b\n" +
-	"\tapp_error\x18\x02 \x01(\bR\bappError\"(\n" +
+	"\tapp_error\x18\x02 \x01(\bR\bappError\x12\x1b\n" +
+	"\tin_plasma\x18\x03 \x01(\bR\binPlasma\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x127\n" +
+	"\tlocations\x18\x05 \x03(\v2\x19.goray.rpc.ObjectLocationR\tlocations\"(\n" +
 	"\rCancelRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId* \n" +
 	"\tNodeState\x12\t\n" +
@@ -2979,9 +3705,16 @@ const file_goray_proto_rawDesc = "" +
 	"ListActors\x12\x10.goray.rpc.Empty\x1a\x14.goray.rpc.ActorList\x12<\n" +
 	"\tHasBinary\x12\x14.goray.rpc.BinaryRef\x1a\x19.goray.rpc.HasBinaryReply\x121\n" +
 	"\tPutBinary\x12\x10.goray.rpc.Chunk\x1a\x10.goray.rpc.Empty(\x01\x125\n" +
-	"\tGetBinary\x12\x14.goray.rpc.BinaryRef\x1a\x10.goray.rpc.Chunk0\x012\x84\x02\n" +
+	"\tGetBinary\x12\x14.goray.rpc.BinaryRef\x1a\x10.goray.rpc.Chunk0\x012\xa7\x05\n" +
 	"\x06Raylet\x12B\n" +
-	"\x05Lease\x12\x1d.goray.rpc.LeaseClientMessage\x1a\x16.goray.rpc.LeaseUpdate(\x010\x01\x12F\n" +
+	"\x05Lease\x12\x1d.goray.rpc.LeaseClientMessage\x1a\x16.goray.rpc.LeaseUpdate(\x010\x01\x12L\n" +
+	"\fCreateObject\x12\x1e.goray.rpc.CreateObjectRequest\x1a\x1c.goray.rpc.CreateObjectReply\x128\n" +
+	"\n" +
+	"SealObject\x12\x18.goray.rpc.ObjectRequest\x1a\x10.goray.rpc.Empty\x12L\n" +
+	"\x0eGetLocalObject\x12\x1d.goray.rpc.LocalObjectRequest\x1a\x1b.goray.rpc.LocalObjectReply\x12A\n" +
+	"\vFetchObject\x12\x18.goray.rpc.ObjectRequest\x1a\x16.goray.rpc.ObjectChunk0\x01\x12B\n" +
+	"\rDeleteObjects\x12\x1f.goray.rpc.DeleteObjectsRequest\x1a\x10.goray.rpc.Empty\x12D\n" +
+	"\x13GetObjectStoreStats\x12\x10.goray.rpc.Empty\x1a\x1b.goray.rpc.ObjectStoreStats\x12F\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x10.goray.rpc.Empty0\x01\x12;\n" +
 	"\rNotifyBlocked\x12\x18.goray.rpc.WorkerBlocked\x1a\x10.goray.rpc.Empty\x121\n" +
 	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xb7\x01\n" +
@@ -3005,7 +3738,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -3041,110 +3774,135 @@ var file_goray_proto_goTypes = []any{
 	(*LeaseClientMessage)(nil),    // 31: goray.rpc.LeaseClientMessage
 	(*RegisterWorkerRequest)(nil), // 32: goray.rpc.RegisterWorkerRequest
 	(*WorkerBlocked)(nil),         // 33: goray.rpc.WorkerBlocked
-	(*TaskSpec)(nil),              // 34: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 35: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 36: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 37: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 38: goray.rpc.CancelRequest
-	nil,                           // 39: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 40: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 41: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 42: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 43: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 44: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 45: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 46: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 47: goray.rpc.LeaseRequest.HoldEntry
+	(*ObjectLocation)(nil),        // 34: goray.rpc.ObjectLocation
+	(*CreateObjectRequest)(nil),   // 35: goray.rpc.CreateObjectRequest
+	(*CreateObjectReply)(nil),     // 36: goray.rpc.CreateObjectReply
+	(*ObjectRequest)(nil),         // 37: goray.rpc.ObjectRequest
+	(*LocalObjectRequest)(nil),    // 38: goray.rpc.LocalObjectRequest
+	(*LocalObjectReply)(nil),      // 39: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 40: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 41: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 42: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 43: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 44: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 45: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 46: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 47: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 48: goray.rpc.CancelRequest
+	nil,                           // 49: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 50: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 51: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 52: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 53: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 54: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 55: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 56: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 57: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	39, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	40, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	49, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	50, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	41, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	42, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	51, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	52, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	43, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	53, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
 	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	44, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	54, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
 	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
 	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
 	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
 	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
 	22, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	45, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	55, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
 	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
 	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
 	22, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	46, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	56, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
 	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	47, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	57, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
 	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
 	29, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	5,  // 27: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	7,  // 28: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	4,  // 29: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	10, // 30: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	4,  // 31: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	13, // 32: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	15, // 33: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	4,  // 34: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	16, // 35: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	16, // 36: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	16, // 37: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	16, // 38: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	18, // 39: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	20, // 40: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	21, // 41: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	24, // 42: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	25, // 43: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	4,  // 44: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	27, // 45: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	26, // 46: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	27, // 47: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	31, // 48: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	32, // 49: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	33, // 50: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 51: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	36, // 52: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	38, // 53: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 54: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	6,  // 55: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 56: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 57: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 58: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 59: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 60: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 61: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 62: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 63: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 64: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 65: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 66: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 67: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 68: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 69: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	22, // 70: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 71: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	23, // 72: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	28, // 73: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 74: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	26, // 75: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	30, // 76: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	4,  // 77: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 78: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 79: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	37, // 80: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 81: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 82: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	55, // [55:83] is the sub-list for method output_type
-	27, // [27:55] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	34, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
+	42, // 28: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	34, // 29: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	5,  // 30: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 31: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 32: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 33: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 34: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	13, // 35: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	15, // 36: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 37: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	16, // 38: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	16, // 39: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	16, // 40: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	16, // 41: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	18, // 42: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	20, // 43: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	21, // 44: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	24, // 45: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	25, // 46: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	4,  // 47: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	27, // 48: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	26, // 49: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	27, // 50: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	31, // 51: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	35, // 52: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	37, // 53: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	38, // 54: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	37, // 55: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	41, // 56: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 57: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	32, // 58: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	33, // 59: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 60: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	46, // 61: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	48, // 62: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 63: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	6,  // 64: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 65: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 66: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 67: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 68: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 69: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 70: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 71: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 72: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 73: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 74: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 75: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 76: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 77: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 78: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	22, // 79: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 80: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	23, // 81: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	28, // 82: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 83: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	26, // 84: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	30, // 85: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	36, // 86: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 87: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	39, // 88: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	40, // 89: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 90: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	43, // 91: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 92: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 93: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 94: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	47, // 95: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 96: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 97: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	64, // [64:98] is the sub-list for method output_type
+	30, // [30:64] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -3158,7 +3916,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   44,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

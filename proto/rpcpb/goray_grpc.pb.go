@@ -885,10 +885,16 @@ var GcsService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Raylet_Lease_FullMethodName          = "/goray.rpc.Raylet/Lease"
-	Raylet_RegisterWorker_FullMethodName = "/goray.rpc.Raylet/RegisterWorker"
-	Raylet_NotifyBlocked_FullMethodName  = "/goray.rpc.Raylet/NotifyBlocked"
-	Raylet_HealthCheck_FullMethodName    = "/goray.rpc.Raylet/HealthCheck"
+	Raylet_Lease_FullMethodName               = "/goray.rpc.Raylet/Lease"
+	Raylet_CreateObject_FullMethodName        = "/goray.rpc.Raylet/CreateObject"
+	Raylet_SealObject_FullMethodName          = "/goray.rpc.Raylet/SealObject"
+	Raylet_GetLocalObject_FullMethodName      = "/goray.rpc.Raylet/GetLocalObject"
+	Raylet_FetchObject_FullMethodName         = "/goray.rpc.Raylet/FetchObject"
+	Raylet_DeleteObjects_FullMethodName       = "/goray.rpc.Raylet/DeleteObjects"
+	Raylet_GetObjectStoreStats_FullMethodName = "/goray.rpc.Raylet/GetObjectStoreStats"
+	Raylet_RegisterWorker_FullMethodName      = "/goray.rpc.Raylet/RegisterWorker"
+	Raylet_NotifyBlocked_FullMethodName       = "/goray.rpc.Raylet/NotifyBlocked"
+	Raylet_HealthCheck_FullMethodName         = "/goray.rpc.Raylet/HealthCheck"
 )
 
 // RayletClient is the client API for Raylet service.
@@ -896,6 +902,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type RayletClient interface {
 	Lease(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LeaseClientMessage, LeaseUpdate], error)
+	CreateObject(ctx context.Context, in *CreateObjectRequest, opts ...grpc.CallOption) (*CreateObjectReply, error)
+	SealObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (*Empty, error)
+	GetLocalObject(ctx context.Context, in *LocalObjectRequest, opts ...grpc.CallOption) (*LocalObjectReply, error)
+	FetchObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ObjectChunk], error)
+	DeleteObjects(ctx context.Context, in *DeleteObjectsRequest, opts ...grpc.CallOption) (*Empty, error)
+	GetObjectStoreStats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ObjectStoreStats, error)
 	RegisterWorker(ctx context.Context, in *RegisterWorkerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Empty], error)
 	NotifyBlocked(ctx context.Context, in *WorkerBlocked, opts ...grpc.CallOption) (*Empty, error)
 	HealthCheck(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
@@ -922,9 +934,78 @@ func (c *rayletClient) Lease(ctx context.Context, opts ...grpc.CallOption) (grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Raylet_LeaseClient = grpc.BidiStreamingClient[LeaseClientMessage, LeaseUpdate]
 
+func (c *rayletClient) CreateObject(ctx context.Context, in *CreateObjectRequest, opts ...grpc.CallOption) (*CreateObjectReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateObjectReply)
+	err := c.cc.Invoke(ctx, Raylet_CreateObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) SealObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Raylet_SealObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) GetLocalObject(ctx context.Context, in *LocalObjectRequest, opts ...grpc.CallOption) (*LocalObjectReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LocalObjectReply)
+	err := c.cc.Invoke(ctx, Raylet_GetLocalObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) FetchObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ObjectChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Raylet_ServiceDesc.Streams[1], Raylet_FetchObject_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ObjectRequest, ObjectChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Raylet_FetchObjectClient = grpc.ServerStreamingClient[ObjectChunk]
+
+func (c *rayletClient) DeleteObjects(ctx context.Context, in *DeleteObjectsRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Raylet_DeleteObjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) GetObjectStoreStats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ObjectStoreStats, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ObjectStoreStats)
+	err := c.cc.Invoke(ctx, Raylet_GetObjectStoreStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *rayletClient) RegisterWorker(ctx context.Context, in *RegisterWorkerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Empty], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Raylet_ServiceDesc.Streams[1], Raylet_RegisterWorker_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Raylet_ServiceDesc.Streams[2], Raylet_RegisterWorker_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -966,6 +1047,12 @@ func (c *rayletClient) HealthCheck(ctx context.Context, in *Empty, opts ...grpc.
 // for forward compatibility.
 type RayletServer interface {
 	Lease(grpc.BidiStreamingServer[LeaseClientMessage, LeaseUpdate]) error
+	CreateObject(context.Context, *CreateObjectRequest) (*CreateObjectReply, error)
+	SealObject(context.Context, *ObjectRequest) (*Empty, error)
+	GetLocalObject(context.Context, *LocalObjectRequest) (*LocalObjectReply, error)
+	FetchObject(*ObjectRequest, grpc.ServerStreamingServer[ObjectChunk]) error
+	DeleteObjects(context.Context, *DeleteObjectsRequest) (*Empty, error)
+	GetObjectStoreStats(context.Context, *Empty) (*ObjectStoreStats, error)
 	RegisterWorker(*RegisterWorkerRequest, grpc.ServerStreamingServer[Empty]) error
 	NotifyBlocked(context.Context, *WorkerBlocked) (*Empty, error)
 	HealthCheck(context.Context, *Empty) (*Empty, error)
@@ -981,6 +1068,24 @@ type UnimplementedRayletServer struct{}
 
 func (UnimplementedRayletServer) Lease(grpc.BidiStreamingServer[LeaseClientMessage, LeaseUpdate]) error {
 	return status.Errorf(codes.Unimplemented, "method Lease not implemented")
+}
+func (UnimplementedRayletServer) CreateObject(context.Context, *CreateObjectRequest) (*CreateObjectReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateObject not implemented")
+}
+func (UnimplementedRayletServer) SealObject(context.Context, *ObjectRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SealObject not implemented")
+}
+func (UnimplementedRayletServer) GetLocalObject(context.Context, *LocalObjectRequest) (*LocalObjectReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetLocalObject not implemented")
+}
+func (UnimplementedRayletServer) FetchObject(*ObjectRequest, grpc.ServerStreamingServer[ObjectChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method FetchObject not implemented")
+}
+func (UnimplementedRayletServer) DeleteObjects(context.Context, *DeleteObjectsRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteObjects not implemented")
+}
+func (UnimplementedRayletServer) GetObjectStoreStats(context.Context, *Empty) (*ObjectStoreStats, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetObjectStoreStats not implemented")
 }
 func (UnimplementedRayletServer) RegisterWorker(*RegisterWorkerRequest, grpc.ServerStreamingServer[Empty]) error {
 	return status.Errorf(codes.Unimplemented, "method RegisterWorker not implemented")
@@ -1018,6 +1123,107 @@ func _Raylet_Lease_Handler(srv interface{}, stream grpc.ServerStream) error {
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Raylet_LeaseServer = grpc.BidiStreamingServer[LeaseClientMessage, LeaseUpdate]
+
+func _Raylet_CreateObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).CreateObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_CreateObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).CreateObject(ctx, req.(*CreateObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_SealObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).SealObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_SealObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).SealObject(ctx, req.(*ObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_GetLocalObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocalObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).GetLocalObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_GetLocalObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).GetLocalObject(ctx, req.(*LocalObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_FetchObject_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ObjectRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RayletServer).FetchObject(m, &grpc.GenericServerStream[ObjectRequest, ObjectChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Raylet_FetchObjectServer = grpc.ServerStreamingServer[ObjectChunk]
+
+func _Raylet_DeleteObjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteObjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).DeleteObjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_DeleteObjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).DeleteObjects(ctx, req.(*DeleteObjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_GetObjectStoreStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).GetObjectStoreStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_GetObjectStoreStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).GetObjectStoreStats(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Raylet_RegisterWorker_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(RegisterWorkerRequest)
@@ -1074,6 +1280,26 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*RayletServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "CreateObject",
+			Handler:    _Raylet_CreateObject_Handler,
+		},
+		{
+			MethodName: "SealObject",
+			Handler:    _Raylet_SealObject_Handler,
+		},
+		{
+			MethodName: "GetLocalObject",
+			Handler:    _Raylet_GetLocalObject_Handler,
+		},
+		{
+			MethodName: "DeleteObjects",
+			Handler:    _Raylet_DeleteObjects_Handler,
+		},
+		{
+			MethodName: "GetObjectStoreStats",
+			Handler:    _Raylet_GetObjectStoreStats_Handler,
+		},
+		{
 			MethodName: "NotifyBlocked",
 			Handler:    _Raylet_NotifyBlocked_Handler,
 		},
@@ -1088,6 +1314,11 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Raylet_Lease_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "FetchObject",
+			Handler:       _Raylet_FetchObject_Handler,
+			ServerStreams: true,
 		},
 		{
 			StreamName:    "RegisterWorker",

@@ -1,0 +1,175 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"google.golang.org/grpc/status"
+
+	objstore "github.com/goray/goray/internal/object"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// MaxInline is the largest value kept in its owner's memory and sent
+// inline (Ray: max_direct_call_object_size, 100 KiB); larger values live
+// in node object stores in shared memory.
+const MaxInline = 100 << 10
+
+// ErrObjectLost is returned for an object whose every copy is gone and
+// that cannot be rebuilt (a Put object, or retries exhausted).
+var ErrObjectLost = errors.New("goray: object lost")
+
+// refArgTag starts a task argument that stands for an object in a node
+// store: the worker reads the object itself instead of an inlined copy.
+// (Encoded values start with codec's tags 0 and 1.)
+const refArgTag = 0xFE
+
+func encodeRefArg(ref Ref) []byte {
+	b, _ := msgpack.Marshal(ref)
+	return append([]byte{refArgTag}, b...)
+}
+
+func decodeRefArg(b []byte) (Ref, bool) {
+	if len(b) == 0 || b[0] != refArgTag {
+		return Ref{}, false
+	}
+	var r Ref
+	return r, msgpack.Unmarshal(b[1:], &r) == nil
+}
+
+// writePlasma stores data as object id in this node's object store. With
+// fill, the bytes are written by fill into the mapping (one copy).
+func (cw *CoreWorker) writePlasma(ctx context.Context, id string, size int64, fill func([]byte)) error {
+	if cw.raylet == nil {
+		return errors.New("core: no local raylet for the object store")
+	}
+	reply, err := cw.raylet.CreateObject(ctx, &rpcpb.CreateObjectRequest{ObjectId: id, Size: size, Primary: true})
+	if err != nil {
+		return fmt.Errorf("goray: store object of %d bytes: %s", size, status.Convert(err).Message())
+	}
+	buf, unmap, err := objstore.MapWritable(reply.Path, size)
+	if err != nil {
+		cw.raylet.SealObject(ctx, &rpcpb.ObjectRequest{ObjectId: id, Abort: true})
+		return fmt.Errorf("goray: map object %s: %w", id, err)
+	}
+	fill(buf)
+	unmap()
+	if _, err := cw.raylet.SealObject(ctx, &rpcpb.ObjectRequest{ObjectId: id}); err != nil {
+		return fmt.Errorf("goray: seal object %s: %s", id, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// readPlasma maps an object from this node's store, pulled from one of
+// locations when it is not here. The bytes alias shared memory.
+func (cw *CoreWorker) readPlasma(ctx context.Context, id string, locations []*rpcpb.ObjectLocation) ([]byte, func(), error) {
+	reply, err := cw.raylet.GetLocalObject(ctx, &rpcpb.LocalObjectRequest{ObjectId: id, Locations: locations})
+	if err != nil {
+		return nil, nil, err
+	}
+	data, unmap, err := objstore.Map(reply.Path, reply.Size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("goray: map object %s: %w", id, err)
+	}
+	return data, func() { unmap() }, nil
+}
+
+// PutEncoded stores an encoded value owned by this worker: inline when
+// small, else in the node's object store.
+func (cw *CoreWorker) PutEncoded(ctx context.Context, size int64, fill func([]byte)) (Ref, error) {
+	id := cw.nextID()
+	if size <= MaxInline {
+		data := make([]byte, size)
+		fill(data)
+		cw.store.seal(id, data, false, nil)
+		return Ref{ID: id, Owner: cw.address}, nil
+	}
+	if err := cw.writePlasma(ctx, id, size, fill); err != nil {
+		return Ref{}, err
+	}
+	cw.store.sealPlasma(id, size, cw.cfg.NodeID, cw.cfg.RayletAddress)
+	return Ref{ID: id, Owner: cw.address}, nil
+}
+
+// argValue is what a task spec carries for a ref argument: the value
+// when small, else a reference the worker reads from its node's store.
+func (cw *CoreWorker) argValue(ctx context.Context, ref Ref) (data []byte, appErr bool, err error) {
+	v, err := cw.lookup(ctx, ref, false)
+	if err != nil {
+		return nil, false, err
+	}
+	if v.plasma {
+		return encodeRefArg(ref), false, nil
+	}
+	return v.data, v.appErr, nil
+}
+
+// resolveArgs replaces object-store arguments by their mapped bytes.
+func (cw *CoreWorker) resolveArgs(ctx context.Context, args [][]byte) ([][]byte, error) {
+	out := args
+	copied := false
+	for i, a := range args {
+		ref, ok := decodeRefArg(a)
+		if !ok {
+			continue
+		}
+		if !copied {
+			out, copied = append([][]byte(nil), args...), true
+		}
+		r, err := cw.fetch(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("argument %d: %w", i, err)
+		}
+		// The mapping stays: the task may keep []byte arguments.
+		out[i] = r.Data
+	}
+	return out, nil
+}
+
+// storeResult puts a large task result into this node's store; the reply
+// then names its location instead of carrying it.
+func (cw *CoreWorker) storeResult(ctx context.Context, reply *rpcpb.TaskReply) {
+	if reply.AppError || len(reply.Result) <= MaxInline {
+		return
+	}
+	data := reply.Result
+	if err := cw.writePlasma(ctx, reply.TaskId, int64(len(data)), func(b []byte) { copy(b, data) }); err != nil {
+		te := &TaskError{Message: err.Error(), NodeID: cw.cfg.NodeID, NodeIP: cw.cfg.NodeIP}
+		reply.Result, reply.AppError = mustEncode(te), true
+		return
+	}
+	reply.Result, reply.InPlasma, reply.Size, reply.RayletAddress = nil, true, int64(len(data)), cw.cfg.RayletAddress
+}
+
+// reconstruct re-executes the task that made a lost object (Ray's lineage
+// reconstruction) within the task's retry budget.
+func (cw *CoreWorker) reconstruct(id string) error {
+	cw.mu.Lock()
+	if t := cw.tasks[id]; t != nil {
+		cw.mu.Unlock()
+		return nil // already being rebuilt
+	}
+	t := cw.lineage[id]
+	if t == nil {
+		cw.mu.Unlock()
+		return fmt.Errorf("%w: %s has no live copy and was not made by a task (Put objects cannot be rebuilt)", ErrObjectLost, id)
+	}
+	if t.retries == 0 {
+		cw.mu.Unlock()
+		return fmt.Errorf("%w: %s has no live copy and its task %s has no retries left", ErrObjectLost, id, t.spec.Function)
+	}
+	if t.retries > 0 {
+		t.retries--
+	}
+	t.done, t.cancelled, t.lease = false, false, nil
+	t.spec.Attempt++
+	cw.tasks[id] = t
+	delete(cw.lineage, id)
+	cw.mu.Unlock()
+	cw.store.reset(id)
+	cw.log.Info("reconstructing lost object", "object", id, "task", t.spec.Function)
+	cw.enqueue(t, true)
+	return nil
+}

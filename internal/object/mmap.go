@@ -1,0 +1,51 @@
+package object
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Map maps the first size bytes of a sealed object's file read-only and
+// shared; data aliases the node's shared memory, so nothing is copied.
+// unmap releases the mapping, after which data must not be used. The
+// mapping stays valid if the store deletes or spills the object meanwhile.
+// A zero size gives an empty slice. It fails if the file is shorter than
+// size, since touching pages past its end would SIGBUS.
+func Map(path string, size int64) (data []byte, unmap func() error, err error) {
+	return mapFile(path, size, os.O_RDONLY, unix.PROT_READ)
+}
+
+// MapWritable maps a newly created object's file read-write and shared,
+// for its writer to fill before Seal.
+func MapWritable(path string, size int64) (data []byte, unmap func() error, err error) {
+	return mapFile(path, size, os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE)
+}
+
+func mapFile(path string, size int64, flag, prot int) ([]byte, func() error, error) {
+	if size < 0 || int64(int(size)) != size {
+		return nil, nil, fmt.Errorf("object store: map %s: bad size %d", path, size)
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The mapping holds its own reference to the file.
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.Size() < size {
+		return nil, nil, fmt.Errorf("object store: map %s: file has %d bytes, want %d", path, fi.Size(), size)
+	}
+	if size == 0 {
+		return []byte{}, func() error { return nil }, nil
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(size), prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	return data, func() error { return unix.Munmap(data) }, nil
+}
