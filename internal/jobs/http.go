@@ -279,6 +279,9 @@ func (m *Manager) handleTail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		chunk, done, err := m.logChunk(ctx, rec, off, false)
+		// While PENDING the node may not have taken the job over yet, so
+		// "no log there" does not mean the end yet.
+		done = done && rec.Status != Pending
 		if err != nil {
 			if ctx.Err() != nil {
 				return
