@@ -173,7 +173,7 @@ func callActor[R any](h interface{ actorID() string }, method string, args ...in
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, method, err)}
 		}
 	}
-	return ObjectRef[R]{ref: r.cw.SubmitActorTask(h.actorID(), method, cargs, method)}
+	return newRef[R](r, r.cw.SubmitActorTask(h.actorID(), method, cargs, method))
 }
 
 func stateOf[S any](inst any) (*S, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	gort "runtime"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -22,6 +23,7 @@ var (
 	ErrOwnerDied      = core.ErrOwnerDied
 	ErrObjectUnknown  = core.ErrObjectUnknown
 	ErrInfeasible     = core.ErrInfeasible
+	ErrObjectLost     = core.ErrObjectLost
 	ErrNotInitialized = core.ErrShutdown
 )
 
@@ -33,24 +35,69 @@ type TaskError = core.TaskError
 // a task's future result or a value stored with Put. It can be passed to
 // other tasks (as an argument or inside values) and to other processes.
 type ObjectRef[T any] struct {
-	ref core.Ref
+	h   *refHandle
 	err error // a submission that failed before reaching the cluster
 }
 
+// refHandle is shared by the copies of one ObjectRef; when the last copy
+// is unreachable the collector's cleanup drops the owner's reference, and
+// an object without references is freed on every node.
+type refHandle struct{ ref core.Ref }
+
+// newRef wraps a ref that holds one local reference of r's core worker
+// (owned refs) and arranges for the reference to be dropped with it.
+func newRef[T any](r *runtime, ref core.Ref) ObjectRef[T] {
+	h := &refHandle{ref: ref}
+	if ref.Owner == r.cw.Address() {
+		cw := r.cw
+		gort.AddCleanup(h, func(id string) { cw.RemoveLocalRef(id) }, ref.ID)
+	}
+	return ObjectRef[T]{h: h}
+}
+
+func (r ObjectRef[T]) coreRef() core.Ref {
+	if r.h == nil {
+		return core.Ref{}
+	}
+	return r.h.ref
+}
+
 // ID is the object's id.
-func (r ObjectRef[T]) ID() string { return r.ref.ID }
+func (r ObjectRef[T]) ID() string { return r.coreRef().ID }
 
-func (r ObjectRef[T]) coreRef() core.Ref { return r.ref }
-func (r ObjectRef[T]) submitErr() error  { return r.err }
+func (r ObjectRef[T]) submitErr() error {
+	if r.err == nil && r.h == nil {
+		return errors.New("goray: empty ObjectRef")
+	}
+	return r.err
+}
 
-// EncodeMsgpack lets refs travel inside values.
+// EncodeMsgpack lets refs travel inside values. A ref its owner sends
+// away this way stays pinned for the owner's lifetime.
 func (r ObjectRef[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
-	return enc.EncodeMulti(r.ref.ID, r.ref.Owner)
+	ref := r.coreRef()
+	if rt, err := current(); err == nil && ref.Owner == rt.cw.Address() {
+		rt.cw.MarkEscaped(ref.ID)
+	}
+	return enc.EncodeMulti(ref.ID, ref.Owner)
 }
 
 // DecodeMsgpack is the inverse of EncodeMsgpack.
 func (r *ObjectRef[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
-	return dec.DecodeMulti(&r.ref.ID, &r.ref.Owner)
+	var ref core.Ref
+	if err := dec.DecodeMulti(&ref.ID, &ref.Owner); err != nil {
+		return err
+	}
+	rt, err := current()
+	if err != nil {
+		r.h = &refHandle{ref: ref}
+		return nil
+	}
+	if ref.Owner == rt.cw.Address() {
+		rt.cw.AddLocalRef(ref.ID)
+	}
+	*r = newRef[T](rt, ref)
+	return nil
 }
 
 // AnyRef is an ObjectRef of any type, for Wait and Cancel.
@@ -74,7 +121,7 @@ func Put[T any](v T) (ObjectRef[T], error) {
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	return ObjectRef[T]{ref: ref}, nil
+	return newRef[T](r, ref), nil
 }
 
 // GetOption configures Get.
@@ -91,8 +138,8 @@ func Timeout(d time.Duration) GetOption { return func(c *getConfig) { c.timeout 
 // left, timeout, infeasible).
 func Get[T any](ctx context.Context, ref ObjectRef[T], opts ...GetOption) (T, error) {
 	var zero T
-	if ref.err != nil {
-		return zero, ref.err
+	if err := ref.submitErr(); err != nil {
+		return zero, err
 	}
 	r, err := current()
 	if err != nil {
@@ -107,7 +154,8 @@ func Get[T any](ctx context.Context, ref ObjectRef[T], opts ...GetOption) (T, er
 		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
 		defer cancel()
 	}
-	res, err := r.cw.Get(ctx, ref.ref)
+	res, err := r.cw.Get(ctx, ref.coreRef())
+	gort.KeepAlive(ref.h) // the object must not be freed while it is read
 	if err != nil {
 		return zero, err
 	}

@@ -47,10 +47,10 @@ func (a valArg[T]) toArg() (core.Arg, error) {
 func Val[T any](v T) Arg[T] { return valArg[T]{v} }
 
 func (r ObjectRef[T]) toArg() (core.Arg, error) {
-	if r.err != nil {
-		return core.Arg{}, r.err
+	if err := r.submitErr(); err != nil {
+		return core.Arg{}, err
 	}
-	ref := r.ref
+	ref := r.coreRef()
 	return core.Arg{Ref: &ref}, nil
 }
 
@@ -74,7 +74,7 @@ func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectR
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, f.name, err)}
 		}
 	}
-	return ObjectRef[R]{ref: r.cw.SubmitTask(f.name, cargs, applyOptions(f.opts).task())}
+	return newRef[R](r, r.cw.SubmitTask(f.name, cargs, applyOptions(f.opts).task()))
 }
 
 func decodeArg[T any](b []byte) (T, error) {

@@ -37,6 +37,7 @@ type actorClient struct {
 // SubmitActorTask calls a method of an actor and returns the ref of its result.
 func (cw *CoreWorker) SubmitActorTask(actorID, method string, args []Arg, name string) Ref {
 	id := cw.nextID()
+	cw.AddLocalRef(id) // adopted by the caller's handle
 	cw.store.pending(id)
 	ac := cw.actorClient(actorID)
 	call := &actorCall{returnID: id, args: args, spec: &rpcpb.TaskSpec{

@@ -77,9 +77,11 @@ func (cw *CoreWorker) readPlasma(ctx context.Context, id string, locations []*rp
 }
 
 // PutEncoded stores an encoded value owned by this worker: inline when
-// small, else in the node's object store.
+// small, else in the node's object store. The returned ref holds one
+// local reference, released with RemoveLocalRef.
 func (cw *CoreWorker) PutEncoded(ctx context.Context, size int64, fill func([]byte)) (Ref, error) {
 	id := cw.nextID()
+	cw.AddLocalRef(id) // adopted by the caller's handle
 	if size <= MaxInline {
 		data := make([]byte, size)
 		fill(data)
@@ -87,9 +89,11 @@ func (cw *CoreWorker) PutEncoded(ctx context.Context, size int64, fill func([]by
 		return Ref{ID: id, Owner: cw.address}, nil
 	}
 	if err := cw.writePlasma(ctx, id, size, fill); err != nil {
+		cw.RemoveLocalRef(id)
 		return Ref{}, err
 	}
 	cw.store.sealPlasma(id, size, cw.cfg.NodeID, cw.cfg.RayletAddress)
+	cw.notePlasmaPut(size)
 	return Ref{ID: id, Owner: cw.address}, nil
 }
 

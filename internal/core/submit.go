@@ -42,6 +42,7 @@ type TaskOptions struct {
 // task is one submitted task, owned here. Guarded by CoreWorker.mu.
 type task struct {
 	returnID  string
+	unpin     func() // releases the task's ref arguments
 	spec      *rpcpb.TaskSpec
 	class     *schedClass
 	retries   int
@@ -75,7 +76,8 @@ type leaseHandle struct {
 // (Ray: max_pending_lease_requests_per_scheduling_category = 10).
 const maxLeaseRequests = 10
 
-// SubmitTask submits a task and returns the ref of its result.
+// SubmitTask submits a task and returns the ref of its result, holding
+// one local reference (released with RemoveLocalRef).
 func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) Ref {
 	shape := scheduler.Resources{}
 	for k, v := range opts.Resources {
@@ -96,6 +98,10 @@ func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) 
 		spec:     &rpcpb.TaskSpec{Function: function, OwnerAddress: cw.address, JobId: cw.cfg.JobID, Name: name},
 	}
 	t.spec.TaskId = t.returnID
+	// The caller's handle counts from here, so a result that arrives
+	// before the handle exists is kept.
+	cw.AddLocalRef(t.returnID)
+	t.unpin = cw.pinArgs(args)
 	// As Ray's SchedulingKey, the class includes the task's ref arguments:
 	// tasks over different objects get leases of their own, so a fast
 	// first lease does not drain a whole SPREAD batch.
@@ -491,8 +497,16 @@ func (cw *CoreWorker) finishReply(t *task, reply *rpcpb.TaskReply) {
 	t.done = true
 	t.lease = nil
 	delete(cw.tasks, t.returnID)
-	cw.lineage[t.returnID] = t
+	keep := cw.referenced(t.returnID)
+	if keep {
+		cw.lineage[t.returnID] = t
+	}
 	cw.mu.Unlock()
+	t.unpin()
+	if !keep { // nobody holds the result any more
+		go cw.deleteCopies(t.returnID, map[string]string{reply.NodeId: reply.RayletAddress})
+		return
+	}
 	cw.store.sealPlasma(t.returnID, reply.Size, reply.NodeId, reply.RayletAddress)
 }
 
@@ -510,7 +524,10 @@ func (cw *CoreWorker) finish(t *task, data []byte, appErr bool, err error) {
 	t.lease = nil
 	delete(cw.tasks, t.returnID)
 	cw.mu.Unlock()
-	cw.store.seal(t.returnID, data, appErr, err)
+	t.unpin()
+	if cw.referenced(t.returnID) {
+		cw.store.seal(t.returnID, data, appErr, err)
+	}
 }
 
 // nodeDied aborts the leases held on a dead node so their tasks retry.

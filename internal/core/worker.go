@@ -75,6 +75,7 @@ type CoreWorker struct {
 	cancel context.CancelFunc
 
 	store *memoryStore
+	rc    refCounter
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -121,7 +122,7 @@ func Start(cfg Config) (*CoreWorker, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cw := &CoreWorker{
 		cfg: cfg, log: log.With("component", "core_worker"), address: ln.Addr().String(),
-		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(),
+		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(), rc: refCounter{refs: map[string]*refCount{}},
 		conns: map[string]*grpc.ClientConn{}, tasks: map[string]*task{}, classes: map[string]*schedClass{}, lineage: map[string]*task{},
 		running: map[string]context.CancelFunc{}, actors: map[string]*actorClient{},
 	}
@@ -221,11 +222,6 @@ func (cw *CoreWorker) nextID() string {
 type Ref struct {
 	ID    string `msgpack:"id"`
 	Owner string `msgpack:"owner"`
-}
-
-// Put stores an encoded value owned by this worker (see PutEncoded).
-func (cw *CoreWorker) Put(data []byte) (Ref, error) {
-	return cw.PutEncoded(cw.ctx, int64(len(data)), func(b []byte) { copy(b, data) })
 }
 
 // Result is a sealed object as a caller sees it. Data of an object in
@@ -378,7 +374,8 @@ func (cw *CoreWorker) Wait(ctx context.Context, refs []Ref, numReturns int) (rea
 			continue
 		}
 		go func() {
-			if _, err := cw.fetch(wctx, r); wctx.Err() == nil || err == nil {
+			// Readiness only: Wait does not pull objects to this node.
+			if _, err := cw.lookup(wctx, r, false); wctx.Err() == nil || err == nil {
 				done <- i
 			}
 		}()
