@@ -92,7 +92,11 @@ func (c class) create(args ...interface{ toArg() (core.Arg, error) }) (string, e
 			return "", fmt.Errorf("goray: argument %d of actor %s: %w", i, c.name, err)
 		}
 	}
-	return r.cw.CreateActor(context.Background(), c.name, cargs, applyOptions(c.opts).actor(r.namespace))
+	o := applyOptions(c.opts)
+	if err := o.validate(); err != nil {
+		return "", err
+	}
+	return r.cw.CreateActor(context.Background(), c.name, cargs, o.actor(r.namespace))
 }
 
 // ActorClass0 is an actor type whose constructor takes no argument.

@@ -1,6 +1,9 @@
 package goray
 
 import (
+	"fmt"
+	"math"
+
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -49,6 +52,22 @@ func (o *options) actor(defaultNamespace string) core.ActorOptions {
 		MaxConcurrency: o.maxConcurrency, Name: o.actorName, Namespace: ns, Detached: o.detached,
 		Strategy: o.strategy, AffinityNodeID: o.affinityNode, AffinitySoft: o.affinitySoft,
 	}
+}
+
+// validate refuses resource quantities a scheduler cannot honour.
+func (o *options) validate() error {
+	for k, v := range o.resources {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("goray: resource %s = %v: quantities must be finite and non-negative", k, v)
+		}
+	}
+	if o.maxConcurrency < 1 {
+		return fmt.Errorf("goray: max_concurrency %d must be at least 1", o.maxConcurrency)
+	}
+	if o.maxRestarts < -1 || o.maxTaskRetries < -1 || o.maxRetries < -1 {
+		return fmt.Errorf("goray: retry and restart counts must be -1 (unlimited) or more")
+	}
+	return nil
 }
 
 func setRes(name string, v float64) Option {

@@ -74,7 +74,11 @@ func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectR
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, f.name, err)}
 		}
 	}
-	return newRef[R](r, r.cw.SubmitTask(f.name, cargs, applyOptions(f.opts).task()))
+	o := applyOptions(f.opts)
+	if err := o.validate(); err != nil {
+		return ObjectRef[R]{err: err}
+	}
+	return newRef[R](r, r.cw.SubmitTask(f.name, cargs, o.task()))
 }
 
 func decodeArg[T any](b []byte) (T, error) {

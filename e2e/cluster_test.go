@@ -151,6 +151,20 @@ func TestTaskErrorsAndCancel(t *testing.T) {
 	if !errors.As(err, &te) || !te.Panic || !strings.Contains(te.Message, "nil map") || !strings.Contains(te.Stack, "e2e.init") {
 		t.Fatalf("task panic should carry message and stack: %v", err)
 	}
+	// Bad options and empty refs are refused before anything runs.
+	if _, err := goray.Get(ctx, whereAmI.Options(goray.NumCPUs(-1)).Remote(goray.Val(time.Duration(0)))); err == nil || !strings.Contains(err.Error(), "CPU") {
+		t.Fatalf("negative CPUs: %v", err)
+	}
+	var empty goray.ObjectRef[int]
+	if _, err := goray.Get(ctx, empty); err == nil || !strings.Contains(err.Error(), "empty ObjectRef") {
+		t.Fatalf("Get of an empty ref: %v", err)
+	}
+	// A large by-value argument travels through the object store.
+	big := make([]byte, 5<<20)
+	big[12345] = 7
+	if n := getT(t, byteSum.Remote(goray.Val(big))); n != 7 {
+		t.Fatalf("large by-value argument: sum %d, want 7", n)
+	}
 	// An error propagates through a dependent task.
 	_, err = goray.Get(ctx, sum.Remote(fail.Remote(goray.Val("dep")), goray.Val(1)))
 	if !errors.As(err, &te) || te.Message != "bad input: dep" {

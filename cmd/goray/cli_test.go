@@ -187,6 +187,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 		{[]string{"start", "--head", "--node-ip-address=not-an-ip"}, "not-an-ip"},
 		{[]string{"start"}, "--head"},
 		{[]string{"start", "--address=127.0.0.1:1", "--port=5"}, "--port"},
+		{[]string{"start", "--address=nonsense"}, "HOST:PORT"},
 		{[]string{"stop", "-g", "-1"}, "grace"},
 	}
 	for _, tc := range cases {
@@ -197,5 +198,8 @@ func TestStartRefusesBadInput(t *testing.T) {
 	}
 	if nodes, _ := recordedNodes(c.root); len(nodes) != 0 {
 		t.Fatalf("a refused start left a node running: %v", nodes)
+	}
+	if sessions, _ := filepath.Glob(filepath.Join(c.root, "session_*")); len(sessions) != 0 {
+		t.Fatalf("a refused start left session directories: %v", sessions)
 	}
 }

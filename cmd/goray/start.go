@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +49,8 @@ func startCmd() *cobra.Command {
 				return errors.New("give --head to start a cluster or --address=HEAD:PORT to join one")
 			case !head && f.Changed("port"):
 				return errors.New("--port is the head's GCS port; a worker node takes --address")
+			case address != "" && !validHostPort(address):
+				return fmt.Errorf("--address %q: want HOST:PORT of the head's GCS", address)
 			case port < 0 || port > 65535:
 				return fmt.Errorf("--port %d is not a port number", port)
 			case dashPort < 0 || dashPort > 65535:
@@ -154,6 +158,15 @@ func runBlocking(cmd *cobra.Command, cfg node.Config) error {
 		n.Stop()
 		return err
 	}
+}
+
+func validHostPort(a string) bool {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p > 0 && p < 65536
 }
 
 func quote(s string) string {

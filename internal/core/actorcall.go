@@ -12,10 +12,17 @@ import (
 // actorCall is one method call submitted to an actor by this process.
 type actorCall struct {
 	returnID string
+	unpin    func() // releases the call's ref arguments
 	spec     *rpcpb.TaskSpec
 	args     []Arg
 	resolved bool
 	retries  int // max_task_retries left; -1 = unlimited
+}
+
+// settle seals a call's result and releases its arguments.
+func (c *actorCall) settle(cw *CoreWorker, data []byte, appErr bool, err error) {
+	c.unpin()
+	cw.store.seal(c.returnID, data, appErr, err)
 }
 
 // actorClient sends this process's calls to one actor over a framed task
@@ -40,14 +47,20 @@ func (cw *CoreWorker) SubmitActorTask(actorID, method string, args []Arg, name s
 	cw.AddLocalRef(id) // adopted by the caller's handle
 	cw.store.pending(id)
 	ac := cw.actorClient(actorID)
-	call := &actorCall{returnID: id, args: args, spec: &rpcpb.TaskSpec{
+	args, release, err := cw.promoteArgs(args)
+	if err != nil {
+		cw.store.seal(id, nil, false, err)
+		return Ref{ID: id, Owner: cw.address}
+	}
+	call := &actorCall{returnID: id, args: args, unpin: cw.pinArgs(args), spec: &rpcpb.TaskSpec{
 		TaskId: id, Function: method, ActorId: actorID, OwnerAddress: cw.address, JobId: cw.cfg.JobID, Name: name,
 	}}
+	release()
 	ac.mu.Lock()
 	if ac.info != nil && ac.info.State == rpcpb.ActorState_ACTOR_DEAD {
 		cause := ac.info.DeathCause
 		ac.mu.Unlock()
-		cw.store.seal(id, nil, false, fmt.Errorf("%w: actor %s: %s", ErrActorDied, actorID, cause))
+		call.settle(cw, nil, false, fmt.Errorf("%w: actor %s: %s", ErrActorDied, actorID, cause))
 		return Ref{ID: id, Owner: cw.address}
 	}
 	call.retries = -2 // set from the actor's spec when sent
@@ -103,7 +116,7 @@ func (ac *actorClient) failAll(err error) {
 	ac.inflight, ac.sent, ac.pending = map[string]*actorCall{}, nil, nil
 	ac.mu.Unlock()
 	for _, c := range calls {
-		ac.cw.store.seal(c.returnID, nil, false, err)
+		c.settle(ac.cw, nil, false, err)
 	}
 }
 
@@ -181,9 +194,10 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 			ac.mu.Unlock()
 			if call != nil {
 				if reply.InPlasma {
+					call.unpin()
 					cw.store.sealPlasma(call.returnID, reply.Size, reply.NodeId, reply.RayletAddress)
 				} else {
-					cw.store.seal(call.returnID, reply.Result, reply.AppError, nil)
+					call.settle(cw, reply.Result, reply.AppError, nil)
 				}
 			}
 		}
@@ -264,7 +278,7 @@ func (ac *actorClient) serve(info *rpcpb.ActorInfo, changed chan struct{}) {
 	ac.pending = append(retry, ac.pending...)
 	ac.mu.Unlock()
 	for _, c := range failed {
-		cw.store.seal(c.returnID, nil, false, fmt.Errorf("%w: actor %s (%s) died while running %s: %s", ErrActorDied, ac.id, info.Spec.ClassName, c.spec.Function, cause))
+		c.settle(cw, nil, false, fmt.Errorf("%w: actor %s (%s) died while running %s: %s", ErrActorDied, ac.id, info.Spec.ClassName, c.spec.Function, cause))
 	}
 }
 
@@ -290,7 +304,7 @@ func (ac *actorClient) resolve(ctx context.Context, call *actorCall) error {
 		data, appErr, err := ac.cw.argValue(ctx, *a.Ref)
 		if err == nil && appErr {
 			ac.dropPending(call)
-			ac.cw.store.seal(call.returnID, data, true, nil)
+			call.settle(ac.cw, data, true, nil)
 			return fmt.Errorf("dependency failed")
 		}
 		if err != nil {
@@ -298,7 +312,7 @@ func (ac *actorClient) resolve(ctx context.Context, call *actorCall) error {
 				return err
 			}
 			ac.dropPending(call)
-			ac.cw.store.seal(call.returnID, nil, false, err)
+			call.settle(ac.cw, nil, false, err)
 			return err
 		}
 		call.spec.Args[i] = data

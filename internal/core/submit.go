@@ -101,7 +101,13 @@ func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) 
 	// The caller's handle counts from here, so a result that arrives
 	// before the handle exists is kept.
 	cw.AddLocalRef(t.returnID)
+	args, release, err := cw.promoteArgs(args)
+	if err != nil {
+		cw.store.seal(t.returnID, nil, false, err)
+		return Ref{ID: t.returnID, Owner: cw.address}
+	}
 	t.unpin = cw.pinArgs(args)
+	release()
 	// As Ray's SchedulingKey, the class includes the task's ref arguments:
 	// tasks over different objects get leases of their own, so a fast
 	// first lease does not drain a whole SPREAD batch.
@@ -165,6 +171,36 @@ func (cw *CoreWorker) resolve(t *task, args []Arg) {
 		t.spec.Args[i] = data
 	}
 	cw.enqueue(t, false)
+}
+
+// promoteArgs moves large inline arguments into the node's object store,
+// as Ray does for large by-value arguments, so task messages stay small.
+// release drops the refs promoteArgs made once the task has pinned them.
+func (cw *CoreWorker) promoteArgs(args []Arg) (out []Arg, release func(), err error) {
+	out = args
+	var made []string
+	release = func() {
+		for _, id := range made {
+			cw.RemoveLocalRef(id)
+		}
+	}
+	for i, a := range args {
+		if a.Ref != nil || len(a.Data) <= MaxInline {
+			continue
+		}
+		if len(made) == 0 {
+			out = append([]Arg(nil), args...)
+		}
+		data := a.Data
+		ref, err := cw.PutEncoded(cw.ctx, int64(len(data)), func(b []byte) { copy(b, data) })
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("goray: argument %d (%d bytes): %w", i, len(data), err)
+		}
+		made = append(made, ref.ID)
+		out[i] = Arg{Ref: &ref}
+	}
+	return out, release, nil
 }
 
 // enqueue queues a task of its class and makes sure leases are coming.

@@ -241,6 +241,7 @@ func Start(cfg Config) (*Node, error) {
 	defer func() {
 		if !ok {
 			n.Stop()
+			os.RemoveAll(session) // a node that never started leaves nothing
 		}
 	}()
 

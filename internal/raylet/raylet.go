@@ -257,8 +257,12 @@ func (r *Raylet) reportLoop() {
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 		view, err := r.gcs.ReportResources(ctx, rep)
 		cancel()
-		if status.Code(err) == codes.FailedPrecondition {
+		switch status.Code(err) {
+		case codes.FailedPrecondition:
 			r.die(fmt.Errorf("raylet: %s", status.Convert(err).Message()))
+			return
+		case codes.NotFound:
+			r.die(fmt.Errorf("raylet: the GCS at %s does not know this node (a new head?): %s", r.cfg.GCSAddress, status.Convert(err).Message()))
 			return
 		}
 		if err != nil {
