@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -56,6 +57,7 @@ func microbenchmarkCmd() *cobra.Command {
 		trials   int
 		duration time.Duration
 		cpus     float64
+		filter   string
 	)
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
@@ -73,12 +75,13 @@ func microbenchmarkCmd() *cobra.Command {
 				return err
 			}
 			defer goray.Shutdown()
-			return runMicrobenchmarks(cmd.OutOrStdout(), trials, duration)
+			return runMicrobenchmarks(cmd.OutOrStdout(), trials, duration, filter)
 		},
 	}
 	cmd.Flags().IntVar(&trials, "trials", 5, "timed trials per metric")
 	cmd.Flags().DurationVar(&duration, "duration", 2*time.Second, "length of one trial")
 	cmd.Flags().Float64Var(&cpus, "num-cpus", 0, "CPUs of the local cluster (default: detected)")
+	cmd.Flags().StringVar(&filter, "filter", "", "run only the metrics whose name matches this regular expression")
 	return cmd
 }
 
@@ -87,7 +90,7 @@ type benchStep struct {
 	batch func() (float64, error) // units done by one batch
 }
 
-func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration) error {
+func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filter string) error {
 	ctx := context.Background()
 	run := func(s benchStep) error {
 		// Warm up (leases, workers, actors), then time trials.
@@ -240,7 +243,14 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration) error
 			return clients * n, getAll(ctx, refs)
 		}},
 	}
+	re, err := regexp.Compile(filter)
+	if err != nil {
+		return fmt.Errorf("--filter: %w", err)
+	}
 	for _, s := range steps {
+		if !re.MatchString(s.name) {
+			continue
+		}
 		if err := run(s); err != nil {
 			return err
 		}

@@ -79,9 +79,7 @@ func (cw *CoreWorker) actorClient(id string) *actorClient {
 	if ac := cw.actors[id]; ac != nil {
 		return ac
 	}
-	if len(cw.actors) == 0 {
-		go cw.watchActors()
-	}
+	cw.watchActorsOnce.Do(func() { go cw.watchActors() })
 	ac := &actorClient{cw: cw, id: id, changed: make(chan struct{}), kick: make(chan struct{}, 1), inflight: map[string]*actorCall{}}
 	cw.actors[id] = ac
 	go ac.run()
@@ -92,8 +90,8 @@ func (cw *CoreWorker) actorClient(id string) *actorClient {
 func (ac *actorClient) update(info *rpcpb.ActorInfo) {
 	ac.mu.Lock()
 	defer ac.mu.Unlock()
-	if ac.info != nil && ac.info.State == rpcpb.ActorState_ACTOR_DEAD {
-		return // dead is final
+	if ac.info != nil && (ac.info.State == rpcpb.ActorState_ACTOR_DEAD || info.Version <= ac.info.Version) {
+		return // dead is final; a reply or event may arrive after a newer one
 	}
 	ac.info = info
 	close(ac.changed)
@@ -138,13 +136,12 @@ func (ac *actorClient) run() {
 			}
 			continue
 		case info.State == rpcpb.ActorState_ACTOR_DEAD:
+			// Submissions from now on see the DEAD state and fail at once.
 			ac.failAll(fmt.Errorf("%w: actor %s (%s): %s", ErrActorDied, ac.id, info.Spec.ClassName, info.DeathCause))
-			// Later submissions fail at once; keep failing stragglers.
-			select {
-			case <-ac.kick:
-			case <-cw.ctx.Done():
-			}
-			continue
+			cw.actorsMu.Lock()
+			delete(cw.actors, ac.id)
+			cw.actorsMu.Unlock()
+			return
 		case info.State != rpcpb.ActorState_ACTOR_ALIVE:
 			select {
 			case <-changed:

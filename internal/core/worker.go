@@ -98,8 +98,9 @@ type CoreWorker struct {
 	actorInst  any
 	actorSem   chan struct{} // bounds concurrent methods (max_concurrency)
 
-	actorsMu sync.Mutex
-	actors   map[string]*actorClient // actors this process calls
+	actorsMu        sync.Mutex
+	actors          map[string]*actorClient // actors this process calls
+	watchActorsOnce sync.Once
 
 	// blocked counts Get/Wait calls that block inside a running task.
 	blockMu sync.Mutex

@@ -56,6 +56,7 @@ func (s *Server) persistActor(info *rpcpb.ActorInfo) {
 func (s *Server) setActorLocked(e *actorEntry, mutate func(*rpcpb.ActorInfo)) {
 	info := proto.Clone(e.info).(*rpcpb.ActorInfo)
 	mutate(info)
+	info.Version++
 	if info.State == rpcpb.ActorState_ACTOR_DEAD && info.EndTimeMs == 0 {
 		info.EndTimeMs = nowMs()
 		if info.Spec.Name != "" && s.named[nameKey(info.Spec.Namespace, info.Spec.Name)] == info.Spec.ActorId {

@@ -1541,6 +1541,7 @@ type ActorInfo struct {
 	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	StartTimeMs   int64                  `protobuf:"varint,9,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
 	EndTimeMs     int64                  `protobuf:"varint,10,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
+	Version       int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"` // grows with every change; readers drop older states
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1641,6 +1642,13 @@ func (x *ActorInfo) GetStartTimeMs() int64 {
 func (x *ActorInfo) GetEndTimeMs() int64 {
 	if x != nil {
 		return x.EndTimeMs
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetVersion() int64 {
+	if x != nil {
+		return x.Version
 	}
 	return 0
 }
@@ -3501,7 +3509,7 @@ const file_goray_proto_rawDesc = "" +
 	"\raffinity_soft\x18\x0f \x01(\bR\faffinitySoft\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcc\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe6\x02\n" +
 	"\tActorInfo\x12(\n" +
 	"\x04spec\x18\x01 \x01(\v2\x14.goray.rpc.ActorSpecR\x04spec\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.goray.rpc.ActorStateR\x05state\x12\x18\n" +
@@ -3514,7 +3522,8 @@ const file_goray_proto_rawDesc = "" +
 	"\tworker_id\x18\b \x01(\tR\bworkerId\x12\"\n" +
 	"\rstart_time_ms\x18\t \x01(\x03R\vstartTimeMs\x12\x1e\n" +
 	"\vend_time_ms\x18\n" +
-	" \x01(\x03R\tendTimeMs\"9\n" +
+	" \x01(\x03R\tendTimeMs\x12\x18\n" +
+	"\aversion\x18\v \x01(\x03R\aversion\"9\n" +
 	"\tActorList\x12,\n" +
 	"\x06actors\x18\x01 \x03(\v2\x14.goray.rpc.ActorInfoR\x06actors\"^\n" +
 	"\x0fGetActorRequest\x12\x19\n" +
