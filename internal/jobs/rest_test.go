@@ -604,3 +604,41 @@ func TestDriverJobs(t *testing.T) {
 		t.Errorf("finished driver %v", d)
 	}
 }
+
+func TestEntrypointResourcesAreHeld(t *testing.T) {
+	h := startHead(t, nil)
+	gate := filepath.Join(t.TempDir(), "go")
+	wait := fmt.Sprintf(`{"entrypoint": "while [ ! -f %s ]; do sleep 0.05; done", "entrypoint_num_cpus": 2}`, gate)
+	a := h.submit(wait)
+	h.waitStatus(a, "RUNNING", 30*time.Second)
+	if avail, _ := h.n.Raylet.Snapshot(); avail["CPU"] != 0 {
+		t.Fatalf("a running entrypoint with 2 CPUs leaves %v CPUs available, want 0", avail["CPU"])
+	}
+	// A second job needing the same CPUs waits for them.
+	b := h.submit(wait)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, queued := h.n.Raylet.Snapshot(); len(queued) == 1 && queued[0] == "CPU=2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second entrypoint never queued for its CPUs")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := h.details(b)["status"]; st != "PENDING" {
+		t.Fatalf("second job is %v while the first holds the CPUs, want PENDING", st)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(a, "SUCCEEDED", 30*time.Second)
+	h.waitStatus(b, "SUCCEEDED", 30*time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for avail, _ := h.n.Raylet.Snapshot(); avail["CPU"] != 2; avail, _ = h.n.Raylet.Snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("entrypoint CPUs not returned: %v available", avail["CPU"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -26,10 +30,13 @@ type SupervisorConfig struct {
 	NodeID       string
 	NodeIP       string
 	AgentAddress string // host:port of this node's HTTP agent
-	GCSAddress   string
-	GCS          rpcpb.GcsServiceClient
-	Token        string // "" = authentication disabled
-	SessionDir   string
+	// RayletAddress is this node's raylet, which holds a job's entrypoint
+	// resources while the entrypoint runs.
+	RayletAddress string
+	GCSAddress    string
+	GCS           rpcpb.GcsServiceClient
+	Token         string // "" = authentication disabled
+	SessionDir    string
 	// StopWait is the time between SIGTERM and SIGKILL on stop (Ray's
 	// RAY_JOB_STOP_WAIT_TIME_S, 3s).
 	StopWait time.Duration
@@ -71,6 +78,40 @@ func NewSupervisor(cfg SupervisorConfig) *Supervisor {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Supervisor{cfg: cfg, st: store{cfg.GCS}, log: log.With("component", "job_supervisor"), runs: map[string]*run{}}
+}
+
+// reserve holds shape on this node's raylet until release is called, as
+// Ray runs a job's supervisor as an actor holding the entrypoint
+// resources. It waits while the resources are busy.
+func (s *Supervisor) reserve(ctx context.Context, shape map[string]float64) (release func(), err error) {
+	conn, err := grpc.NewClient(s.cfg.RayletAddress, append(auth.DialOptions(s.cfg.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	stream, err := rpcpb.NewRayletClient(conn).Lease(lctx)
+	if err == nil {
+		err = stream.Send(&rpcpb.LeaseClientMessage{Request: &rpcpb.LeaseRequest{Shape: shape, ReserveOnly: true, Strategy: rpcpb.SchedulingStrategy_NODE_AFFINITY, AffinityNodeId: s.cfg.NodeID, Function: "job entrypoint"}})
+	}
+	for err == nil {
+		var u *rpcpb.LeaseUpdate
+		if u, err = stream.Recv(); err != nil {
+			break
+		}
+		switch u.State {
+		case rpcpb.LeaseState_GRANTED:
+			return func() {
+				stream.CloseSend()
+				cancel()
+				conn.Close()
+			}, nil
+		case rpcpb.LeaseState_REJECTED:
+			err = errors.New(u.Message)
+		}
+	}
+	cancel()
+	conn.Close()
+	return nil, err
 }
 
 // LogPath is where a job's driver output goes.
@@ -154,6 +195,19 @@ func (s *Supervisor) run(ctx context.Context, r *run) {
 		cfg.Metadata["job_name"] = rec.SubmissionID
 	}
 	cfgJSON, _ := json.Marshal(cfg)
+
+	if demand := rec.Demand(); len(demand) > 0 {
+		release, err := s.reserve(ctx, demand)
+		if err != nil {
+			if s.stopRequested(r) {
+				s.finish(r, Stopped, "", "", nil)
+				return
+			}
+			s.finish(r, Failed, ErrorTypeEntrypoint, fmt.Sprintf("Cannot reserve the entrypoint resources %v: %v", demand, err), nil)
+			return
+		}
+		defer release()
+	}
 
 	cmd := exec.Command("/bin/sh", "-c", rec.Entrypoint)
 	cmd.Dir = dir

@@ -253,7 +253,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 		n.Info.GCSAddress = ln.Addr().String()
 		n.GCS, err = gcs.Start(gcs.Config{
-			Listener: ln, StoragePath: cfg.GCSStoragePath, BinaryDir: filepath.Join(session, "gcs_binaries"),
+			Listener: ln, StoragePath: cfg.GCSStoragePath, BinaryDir: binaryDir(cfg, session),
 			Token: cfg.Token, HealthCheckPeriod: cfg.HealthCheckPeriod, HealthCheckTimeout: cfg.HealthCheckTimeout,
 			FailureThreshold: cfg.FailureThreshold, Logger: log,
 		})
@@ -327,6 +327,16 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// binaryDir is where the GCS keeps driver binaries and working_dir
+// packages: with the GCS tables when they persist, so a restarted head
+// still serves what its KV points to.
+func binaryDir(cfg Config, session string) string {
+	if cfg.GCSStoragePath != "" {
+		return filepath.Join(cfg.GCSStoragePath, "binaries")
+	}
+	return filepath.Join(session, "gcs_binaries")
 }
 
 // objectStoreConfig places the node's object store: files in /dev/shm
@@ -481,7 +491,8 @@ func (n *Node) startSupervisor(session string, log *slog.Logger) error {
 	}
 	n.supervisor = jobs.NewSupervisor(jobs.SupervisorConfig{
 		NodeID: n.Info.NodeID, NodeIP: n.Info.NodeIP, AgentAddress: n.Info.AgentAddress, GCSAddress: n.Info.GCSAddress,
-		GCS: rpcpb.NewGcsServiceClient(conn), Token: n.cfg.Token, SessionDir: session, Logger: log,
+		RayletAddress: n.Info.RayletAddress,
+		GCS:           rpcpb.NewGcsServiceClient(conn), Token: n.cfg.Token, SessionDir: session, Logger: log,
 	})
 	return nil
 }

@@ -395,9 +395,12 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 	case rpcpb.SchedulingStrategy_NODE_AFFINITY:
 		sreq.Strategy = scheduler.NodeAffinity
 	}
-	job, err := r.job(ctx, req.JobId)
-	if err != nil {
-		return status.Error(codes.NotFound, err.Error())
+	var job *rpcpb.JobInfo
+	if !req.ReserveOnly {
+		var err error
+		if job, err = r.job(ctx, req.JobId); err != nil {
+			return status.Error(codes.NotFound, err.Error())
+		}
 	}
 	p := &pending{key: sreq.Shape.Key(), shape: sreq.Shape}
 	r.mu.Lock()
@@ -433,6 +436,9 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 			l.actor, l.detached = req.Actor, req.Detached
 			delete(r.queue, p)
 			r.mu.Unlock()
+			if req.ReserveOnly {
+				return r.serveReservation(stream, l)
+			}
 			return r.serveLease(stream, job, l)
 		}
 		var spillAddr string
@@ -521,6 +527,20 @@ func (r *Raylet) releaseLease(l *lease) {
 		l.w.idleAt = time.Now()
 	}
 	r.notifyLocked()
+}
+
+// serveReservation holds a lease's resources, with no worker, until the
+// stream ends (a job entrypoint's resources while it runs).
+func (r *Raylet) serveReservation(stream rpcpb.Raylet_LeaseServer, l *lease) error {
+	defer r.releaseLease(l)
+	if err := stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_GRANTED, NodeId: r.cfg.NodeID, GpuIds: l.gpuIDs}); err != nil {
+		return err
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return nil
+		}
+	}
 }
 
 func (r *Raylet) serveLease(stream rpcpb.Raylet_LeaseServer, job *rpcpb.JobInfo, l *lease) error {

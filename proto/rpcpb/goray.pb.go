@@ -1962,7 +1962,8 @@ type LeaseRequest struct {
 	// actor that declares nothing needs 1 CPU to be placed and holds none).
 	Actor         bool               `protobuf:"varint,8,opt,name=actor,proto3" json:"actor,omitempty"`
 	Hold          map[string]float64 `protobuf:"bytes,9,rep,name=hold,proto3" json:"hold,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Detached      bool               `protobuf:"varint,10,opt,name=detached,proto3" json:"detached,omitempty"` // the worker outlives its job
+	Detached      bool               `protobuf:"varint,10,opt,name=detached,proto3" json:"detached,omitempty"`                          // the worker outlives its job
+	ReserveOnly   bool               `protobuf:"varint,11,opt,name=reserve_only,json=reserveOnly,proto3" json:"reserve_only,omitempty"` // hold the resources without a worker (job entrypoints)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2063,6 +2064,13 @@ func (x *LeaseRequest) GetHold() map[string]float64 {
 func (x *LeaseRequest) GetDetached() bool {
 	if x != nil {
 		return x.Detached
+	}
+	return false
+}
+
+func (x *LeaseRequest) GetReserveOnly() bool {
+	if x != nil {
+		return x.ReserveOnly
 	}
 	return false
 }
@@ -3540,7 +3548,7 @@ const file_goray_proto_rawDesc = "" +
 	"\tBinaryRef\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\"&\n" +
 	"\x0eHasBinaryReply\x12\x14\n" +
-	"\x05found\x18\x01 \x01(\bR\x05found\"\xfb\x03\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\"\x9e\x04\n" +
 	"\fLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x128\n" +
 	"\x05shape\x18\x02 \x03(\v2\".goray.rpc.LeaseRequest.ShapeEntryR\x05shape\x129\n" +
@@ -3552,7 +3560,8 @@ const file_goray_proto_rawDesc = "" +
 	"\x05actor\x18\b \x01(\bR\x05actor\x125\n" +
 	"\x04hold\x18\t \x03(\v2!.goray.rpc.LeaseRequest.HoldEntryR\x04hold\x12\x1a\n" +
 	"\bdetached\x18\n" +
-	" \x01(\bR\bdetached\x1a8\n" +
+	" \x01(\bR\bdetached\x12!\n" +
+	"\freserve_only\x18\v \x01(\bR\vreserveOnly\x1a8\n" +
 	"\n" +
 	"ShapeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
