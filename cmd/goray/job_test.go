@@ -227,6 +227,14 @@ func TestJobCLIOnCluster(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(n.Info.SessionDir, "logs", "job-driver-on-special.log")); err != nil || string(b) != "on special node\n" {
 			t.Errorf("driver log on the worker node: %q %v", b, err)
 		}
+		// A job whose node dies fails instead of staying RUNNING.
+		mustJob(t, c, "submit", "--no-wait", "--submission-id", "doomed", "--entrypoint-resources", `{"special": 1}`, "--", "sleep 600")
+		testcluster.Eventually(t, 30*time.Second, "the doomed job to run", func() bool { return jobStatus(t, c, "doomed") == "RUNNING" })
+		n.Kill()
+		testcluster.Eventually(t, 30*time.Second, "the job of a dead node to fail", func() bool { return jobStatus(t, c, "doomed") == "FAILED" })
+		if out := mustJob(t, c, "status", "doomed"); !strings.Contains(out, "died with its node") {
+			t.Errorf("status of a job whose node died: %q", out)
+		}
 	})
 
 	t.Run("list, delete, addresses, auth", func(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/jobs/runtimeenv"
+	"google.golang.org/grpc"
+
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -127,7 +129,59 @@ func NewManager(cfg Config) (*Manager, error) {
 		}
 	}
 	m.resume()
+	m.wg.Add(1)
+	go m.watchNodes()
 	return m, nil
+}
+
+// watchNodes fails the running jobs of nodes that die: their supervisor
+// died with the node, so nobody else would ever finish them (Ray reports
+// JOB_SUPERVISOR_ACTOR_DIED).
+func (m *Manager) watchNodes() {
+	defer m.wg.Done()
+	for m.ctx.Err() == nil {
+		stream, err := m.cfg.GCS.Subscribe(m.ctx, &rpcpb.SubscribeRequest{Channels: []string{"node"}}, grpc.WaitForReady(true))
+		for err == nil {
+			var msg *rpcpb.PubMessage
+			if msg, err = stream.Recv(); err != nil {
+				break
+			}
+			switch {
+			case msg.Channel == "subscribed": // nodes that died while not watching
+				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+				nodes, err := m.cfg.GCS.GetAllNodes(ctx, &rpcpb.Empty{})
+				cancel()
+				if err != nil {
+					continue
+				}
+				for _, n := range nodes.Nodes {
+					if n.State == rpcpb.NodeState_DEAD {
+						m.nodeDied(n)
+					}
+				}
+			case msg.Node != nil && msg.Node.State == rpcpb.NodeState_DEAD:
+				m.nodeDied(msg.Node)
+			}
+		}
+		select {
+		case <-m.ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) nodeDied(n *rpcpb.NodeInfo) {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	recs, err := m.st.list(ctx)
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if r.Status == Running && r.DriverNodeID == n.NodeId {
+			m.terminal(r, Failed, ErrorTypeSupervisorDied, fmt.Sprintf("Job supervisor died with its node %s: %s", n.NodeId, n.DeathReason))
+		}
+	}
 }
 
 // Close stops scheduling; PENDING jobs stay PENDING in the KV.

@@ -229,7 +229,9 @@ func (s *Supervisor) run(ctx context.Context, r *run) {
 	env = slicesDeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GORAY_WORKER_MODE=") })
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The entrypoint's shell dies with its node process (Pdeathsig); what
+	// the shell started may still outlive a SIGKILLed node.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	s.mu.Lock()
 	if r.stopReq {
