@@ -228,13 +228,14 @@ func TestJobCLIOnCluster(t *testing.T) {
 			t.Errorf("driver log on the worker node: %q %v", b, err)
 		}
 		// A job whose node dies fails instead of staying RUNNING.
-		mustJob(t, c, "submit", "--no-wait", "--submission-id", "doomed", "--entrypoint-resources", `{"special": 1}`, "--", "sleep 600")
+		mustJob(t, c, "submit", "--no-wait", "--submission-id", "doomed", "--entrypoint-resources", `{"special": 1}`, "--", "exec sleep 600")
 		testcluster.Eventually(t, 30*time.Second, "the doomed job to run", func() bool { return jobStatus(t, c, "doomed") == "RUNNING" })
 		n.Kill()
 		testcluster.Eventually(t, 30*time.Second, "the job of a dead node to fail", func() bool { return jobStatus(t, c, "doomed") == "FAILED" })
 		if out := mustJob(t, c, "status", "doomed"); !strings.Contains(out, "died with its node") {
 			t.Errorf("status of a job whose node died: %q", out)
 		}
+		testcluster.Eventually(t, 10*time.Second, "the entrypoint to die with its node", func() bool { return len(processesOfJob("doomed")) == 0 })
 	})
 
 	t.Run("list, delete, addresses, auth", func(t *testing.T) {
