@@ -22,6 +22,8 @@ type Counter struct {
 	mu      sync.Mutex
 	arrived int
 	all     chan struct{}
+	inside  int
+	overlap bool
 }
 
 var (
@@ -51,6 +53,33 @@ var (
 		case <-time.After(20 * time.Second):
 			return false, nil
 		}
+	})
+	// exclusive notes whether another call ran at the same time.
+	exclusive = goray.Method0(counterClass, "exclusive", func(ctx context.Context, c *Counter) (bool, error) {
+		c.mu.Lock()
+		c.inside++
+		c.overlap = c.overlap || c.inside > 1
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+		c.inside--
+		c.mu.Unlock()
+		return c.overlap, nil
+	})
+	hammer = goray.Register1("e2e.hammer", func(ctx context.Context, h goray.ActorHandle[Counter]) (bool, error) {
+		var refs []goray.ObjectRef[bool]
+		for i := 0; i < 30; i++ {
+			refs = append(refs, exclusive.Remote(h))
+		}
+		overlap := false
+		for _, r := range refs {
+			o, err := goray.Get(ctx, r)
+			if err != nil {
+				return false, err
+			}
+			overlap = overlap || o
+		}
+		return overlap, nil
 	})
 	// useActor calls an actor whose handle it was given.
 	useActor = goray.Register1("e2e.useActor", func(ctx context.Context, h goray.ActorHandle[Counter]) (int, error) {
@@ -182,8 +211,25 @@ func TestActorRestartAndKill(t *testing.T) {
 }
 
 func TestActorConcurrency(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{})
+	c := testcluster.Start(t, testcluster.Options{HeadCPUs: 4})
 	connect(t, c)
+	// With max_concurrency 1, calls from several callers never overlap.
+	single, err := counterClass.Remote(goray.Val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hammers []goray.ObjectRef[bool]
+	for i := 0; i < 3; i++ {
+		hammers = append(hammers, hammer.Remote(goray.Val(single)))
+	}
+	for i := 0; i < 30; i++ {
+		exclusive.Remote(single)
+	}
+	for _, r := range hammers {
+		if getT(t, r) {
+			t.Fatal("methods of a max_concurrency=1 actor ran at the same time")
+		}
+	}
 	h, err := counterClass.Options(goray.MaxConcurrency(4)).Remote(goray.Val(0))
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 // Command wordcount counts the words of every regular file under a
 // directory on a goray cluster: the driver reads the files into batches of
-// about 4 MiB, one task per batch counts its words on some node, and the
-// driver merges the partial counts and checks them against a count of its
-// own.
+// about 4 MiB, one task per batch counts its words on some node and sends
+// them to an aggregator actor, and the driver checks the merged counts
+// against a count of its own.
 //
 //	wordcount [--address=ADDR] [DIR]
 //
@@ -32,17 +32,40 @@ import (
 	"github.com/goray/goray"
 )
 
-// Partial is what one task returns: its batch's counts and where it ran.
-type Partial struct {
-	Counts map[string]int64
-	NodeID string
+// Aggregator is an actor that merges the partial counts the tasks send it,
+// so the driver receives one merged result instead of one per batch.
+type Aggregator struct {
+	total   map[string]int64
+	batches int
 }
 
-var countBatch = goray.Register1("wordcount.count", func(ctx context.Context, data []byte) (Partial, error) {
-	c := counts{}
-	countWords(data, c)
-	return Partial{Counts: c.plain(), NodeID: goray.NodeID()}, nil
-})
+var (
+	aggregator = goray.RegisterActor("wordcount.Aggregator", func(context.Context) (*Aggregator, error) {
+		return &Aggregator{total: map[string]int64{}}, nil
+	})
+	// merge adds one batch's counts; calls run one at a time, in order.
+	merge = goray.Method1(aggregator, "merge", func(ctx context.Context, a *Aggregator, partial map[string]int64) (int, error) {
+		for w, n := range partial {
+			a.total[w] += n
+		}
+		a.batches++
+		return a.batches, nil
+	})
+	totals = goray.Method0(aggregator, "totals", func(ctx context.Context, a *Aggregator) (map[string]int64, error) {
+		return a.total, nil
+	})
+
+	// countBatch counts one batch, hands its counts to the aggregator and
+	// returns the id of the node it ran on.
+	countBatch = goray.Register2("wordcount.count", func(ctx context.Context, data []byte, agg goray.ActorHandle[Aggregator]) (string, error) {
+		c := counts{}
+		countWords(data, c)
+		if _, err := goray.Get(ctx, merge.Remote(agg, goray.Val(c.plain()))); err != nil {
+			return "", err
+		}
+		return goray.NodeID(), nil
+	})
+)
 
 // counts maps words to their counts. The values are pointers so that a word
 // seen before costs one map lookup and no allocation: m[string(b)]++
@@ -128,9 +151,14 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		dir = filepath.Join(root, "src")
 	}
 	start := time.Now()
+	agg, err := aggregator.Remote()
+	if err != nil {
+		return err
+	}
+	defer goray.Kill(agg, true)
 	local := counts{}
 	var (
-		refs        []goray.ObjectRef[Partial]
+		refs        []goray.ObjectRef[string]
 		batch       []byte
 		files, size int
 	)
@@ -141,11 +169,11 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		if err != nil {
 			return err
 		}
-		refs = append(refs, countBatch.Options(goray.Spread()).Remote(ref))
+		refs = append(refs, countBatch.Options(goray.Spread()).Remote(ref, goray.Val(agg)))
 		batch = nil // Put copied it
 		return nil
 	}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err // WalkDir does not follow symlinks: they are skipped here
 		}
@@ -175,17 +203,17 @@ func wordcount(stdout io.Writer, dir string, batchBytes int) error {
 		return err
 	}
 
-	total := map[string]int64{}
 	tasks := map[string]int{}
 	for _, ref := range refs {
-		p, err := goray.Get(context.Background(), ref)
+		node, err := goray.Get(context.Background(), ref)
 		if err != nil {
 			return err
 		}
-		for w, n := range p.Counts {
-			total[w] += n
-		}
-		tasks[p.NodeID]++
+		tasks[node]++
+	}
+	total, err := goray.Get(context.Background(), totals.Remote(agg))
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "wordcount: %d files, %d bytes, %d tasks in %s\n", files, size, len(refs), time.Since(start).Round(time.Millisecond))
 	if w, ok := firstDiff(local.plain(), total); ok {

@@ -41,9 +41,7 @@ func (cw *CoreWorker) executor(spec *rpcpb.TaskSpec) (Executor, error) {
 			n := max(int(spec.MaxConcurrency), 1)
 			cw.actorMu.Lock()
 			cw.actorID, cw.actorClass, cw.actorInst = spec.ActorId, class, inst
-			if n > 1 {
-				cw.actorSem = make(chan struct{}, n)
-			}
+			cw.actorSem, cw.actorConcurrency = make(chan struct{}, n), n
 			cw.actorMu.Unlock()
 			return codec.Encode(true)
 		}, nil
@@ -75,18 +73,20 @@ func (cw *CoreWorker) actorClassOf(name string) (*ActorClass, bool) {
 	return cw.cfg.Actors(name)
 }
 
-// concurrentActor returns the semaphore bounding parallel methods when
-// spec is a method of a max_concurrency > 1 actor hosted here.
-func (cw *CoreWorker) concurrentActor(spec *rpcpb.TaskSpec) chan struct{} {
+// actorSlots returns the semaphore that bounds the running methods of the
+// actor hosted here (max_concurrency slots: with one, calls from every
+// caller run one at a time) and whether methods may run in parallel.
+// It returns nil for anything but a method of this worker's actor.
+func (cw *CoreWorker) actorSlots(spec *rpcpb.TaskSpec) (sem chan struct{}, parallel bool) {
 	if spec.ActorId == "" || spec.ActorCreation {
-		return nil
+		return nil, false
 	}
 	cw.actorMu.Lock()
 	defer cw.actorMu.Unlock()
 	if spec.ActorId != cw.actorID {
-		return nil
+		return nil, false
 	}
-	return cw.actorSem
+	return cw.actorSem, cw.actorConcurrency > 1
 }
 
 // ActorOptions are the options of an actor's creation (Ray's

@@ -187,7 +187,8 @@ func (cw *CoreWorker) serveTaskConn(c net.Conn) {
 		if cap(b) <= 64<<10 {
 			buf = b
 		}
-		if sem := cw.concurrentActor(spec); sem != nil {
+		sem, parallel := cw.actorSlots(spec)
+		if parallel {
 			// Methods of an actor with max_concurrency > 1 run in parallel
 			// and answer in completion order; callers match task ids.
 			sem <- struct{}{}
@@ -206,7 +207,13 @@ func (cw *CoreWorker) serveTaskConn(c net.Conn) {
 			}()
 			continue
 		}
+		if sem != nil {
+			sem <- struct{}{} // one method at a time across all callers
+		}
 		out, err := proto.Marshal(cw.execute(ctx, spec))
+		if sem != nil {
+			<-sem
+		}
 		if err != nil {
 			return
 		}

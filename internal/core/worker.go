@@ -92,11 +92,12 @@ type CoreWorker struct {
 	lastGPUs, lastTaskName string
 
 	// The actor this worker hosts, once its constructor ran.
-	actorMu    sync.Mutex
-	actorID    string
-	actorClass *ActorClass
-	actorInst  any
-	actorSem   chan struct{} // bounds concurrent methods (max_concurrency)
+	actorMu          sync.Mutex
+	actorID          string
+	actorClass       *ActorClass
+	actorInst        any
+	actorSem         chan struct{} // bounds running methods (max_concurrency)
+	actorConcurrency int
 
 	actorsMu        sync.Mutex
 	actors          map[string]*actorClient // actors this process calls
