@@ -6,6 +6,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -68,20 +69,37 @@ func Decode(data []byte, ptr any) error {
 	}
 }
 
-// Sized encodes v for a destination allocated by the caller (a value put
-// straight into shared memory): it returns the encoded size and a fill
-// function that writes the encoding into a buffer of that size. A []byte
-// is written with one copy and no intermediate buffer.
-func Sized(v any) (size int, fill func([]byte), err error) {
+// Sized encodes v for a destination the caller allocates (a value put
+// straight into the object store): it returns the encoded size and a write
+// function that writes the encoding at offset 0 of w. A []byte is written
+// from the caller's slice, with no intermediate buffer.
+func Sized(v any) (size int, write func(w io.WriterAt) error, err error) {
 	if b, ok := v.([]byte); ok {
-		return 1 + len(b), func(dst []byte) {
-			dst[0] = tagBytes
-			copy(dst[1:], b)
+		return 1 + len(b), func(w io.WriterAt) error {
+			if _, err := w.WriteAt([]byte{tagBytes}, 0); err != nil {
+				return err
+			}
+			_, err := w.WriteAt(b, 1)
+			return err
 		}, nil
 	}
 	enc, err := Encode(v)
 	if err != nil {
 		return 0, nil, err
 	}
-	return len(enc), func(dst []byte) { copy(dst, enc) }, nil
+	return len(enc), func(w io.WriterAt) error {
+		_, err := w.WriteAt(enc, 0)
+		return err
+	}, nil
+}
+
+// Buffer is an io.WriterAt over a byte slice of the final size.
+type Buffer []byte
+
+// WriteAt copies p to offset off; writes past the end fail.
+func (b Buffer) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(b)) {
+		return 0, errors.New("codec: write past the end of the buffer")
+	}
+	return copy(b[off:], p), nil
 }

@@ -192,7 +192,7 @@ func (cw *CoreWorker) promoteArgs(args []Arg) (out []Arg, release func(), err er
 			out = append([]Arg(nil), args...)
 		}
 		data := a.Data
-		ref, err := cw.PutEncoded(cw.ctx, int64(len(data)), func(b []byte) { copy(b, data) })
+		ref, err := cw.PutEncoded(cw.ctx, int64(len(data)), writeBytes(data))
 		if err != nil {
 			release()
 			return nil, nil, fmt.Errorf("goray: argument %d (%d bytes): %w", i, len(data), err)

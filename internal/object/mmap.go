@@ -17,12 +17,6 @@ func Map(path string, size int64) (data []byte, unmap func() error, err error) {
 	return mapFile(path, size, os.O_RDONLY, unix.PROT_READ)
 }
 
-// MapWritable maps a newly created object's file read-write and shared,
-// for its writer to fill before Seal.
-func MapWritable(path string, size int64) (data []byte, unmap func() error, err error) {
-	return mapFile(path, size, os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE)
-}
-
 func mapFile(path string, size int64, flag, prot int) ([]byte, func() error, error) {
 	if size < 0 || int64(int(size)) != size {
 		return nil, nil, fmt.Errorf("object store: map %s: bad size %d", path, size)

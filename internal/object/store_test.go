@@ -50,7 +50,7 @@ func tryPut(s *Store, id string, data []byte, primary bool) error {
 	if err != nil {
 		return err
 	}
-	w, unmap, err := MapWritable(p, int64(len(data)))
+	w, unmap, err := mapWritable(p, int64(len(data)))
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func TestMapsShareMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, unmapW, err := MapWritable(p, size)
+	w, unmapW, err := mapWritable(p, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,4 +513,10 @@ func TestConcurrent(t *testing.T) {
 	if a, b := dirNames(t, cfg.Dir), dirNames(t, cfg.SpillDir); len(a)+len(b) != 0 {
 		t.Fatalf("left shm %v spill %v", a, b)
 	}
+}
+
+// mapWritable maps an object's file for writing, as a writer sharing the
+// memory would (goray's writers write through the file instead).
+func mapWritable(path string, size int64) ([]byte, func() error, error) {
+	return mapFile(path, size, os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 
@@ -64,6 +65,11 @@ func (r *Raylet) SealObject(ctx context.Context, req *rpcpb.ObjectRequest) (*rpc
 	return &rpcpb.Empty{}, nil
 }
 
+func (r *Raylet) ReleaseObject(ctx context.Context, req *rpcpb.ObjectRequest) (*rpcpb.Empty, error) {
+	r.store.Release(req.ObjectId)
+	return &rpcpb.Empty{}, nil
+}
+
 func (r *Raylet) DeleteObjects(ctx context.Context, req *rpcpb.DeleteObjectsRequest) (*rpcpb.Empty, error) {
 	for _, id := range req.ObjectIds {
 		r.store.Delete(id)
@@ -91,7 +97,7 @@ func (r *Raylet) GetObjectStoreStats(ctx context.Context, _ *rpcpb.Empty) (*rpcp
 // pulling it from a node that has it first when it is not here.
 func (r *Raylet) GetLocalObject(ctx context.Context, req *rpcpb.LocalObjectRequest) (*rpcpb.LocalObjectReply, error) {
 	for {
-		path, size, err := r.store.Get(req.ObjectId)
+		path, size, err := r.store.Acquire(req.ObjectId)
 		if err == nil {
 			return &rpcpb.LocalObjectReply{Path: path, Size: size}, nil
 		}
@@ -188,17 +194,19 @@ func (r *Raylet) pullFrom(ctx context.Context, id, addr string) error {
 			r.store.Abort(id)
 		}
 	}()
-	buf, unmap, err := object.MapWritable(path, first.Size)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	defer unmap()
+	defer f.Close()
 	var got int64
 	for c := first; ; {
 		if c.Offset < 0 || c.Offset+int64(len(c.Data)) > first.Size {
 			return status.Errorf(codes.DataLoss, "raylet: chunk beyond object %s", id)
 		}
-		copy(buf[c.Offset:], c.Data)
+		if _, err := f.WriteAt(c.Data, c.Offset); err != nil {
+			return status.Errorf(codes.ResourceExhausted, "raylet: write object %s: %v", id, err)
+		}
 		got += int64(len(c.Data))
 		if c, err = stream.Recv(); err == io.EOF {
 			break
@@ -221,10 +229,11 @@ func (r *Raylet) pullFrom(ctx context.Context, id, addr string) error {
 
 // FetchObject streams an object of this node's store to a peer in chunks.
 func (r *Raylet) FetchObject(req *rpcpb.ObjectRequest, stream rpcpb.Raylet_FetchObjectServer) error {
-	path, size, err := r.store.Get(req.ObjectId)
+	path, size, err := r.store.Acquire(req.ObjectId)
 	if err != nil {
 		return storeError(err)
 	}
+	defer r.store.Release(req.ObjectId)
 	data, unmap, err := object.Map(path, size)
 	if err != nil {
 		return status.Errorf(codes.Internal, "raylet: map object %s: %v", req.ObjectId, err)

@@ -3723,13 +3723,14 @@ const file_goray_proto_rawDesc = "" +
 	"ListActors\x12\x10.goray.rpc.Empty\x1a\x14.goray.rpc.ActorList\x12<\n" +
 	"\tHasBinary\x12\x14.goray.rpc.BinaryRef\x1a\x19.goray.rpc.HasBinaryReply\x121\n" +
 	"\tPutBinary\x12\x10.goray.rpc.Chunk\x1a\x10.goray.rpc.Empty(\x01\x125\n" +
-	"\tGetBinary\x12\x14.goray.rpc.BinaryRef\x1a\x10.goray.rpc.Chunk0\x012\xa7\x05\n" +
+	"\tGetBinary\x12\x14.goray.rpc.BinaryRef\x1a\x10.goray.rpc.Chunk0\x012\xe4\x05\n" +
 	"\x06Raylet\x12B\n" +
 	"\x05Lease\x12\x1d.goray.rpc.LeaseClientMessage\x1a\x16.goray.rpc.LeaseUpdate(\x010\x01\x12L\n" +
 	"\fCreateObject\x12\x1e.goray.rpc.CreateObjectRequest\x1a\x1c.goray.rpc.CreateObjectReply\x128\n" +
 	"\n" +
 	"SealObject\x12\x18.goray.rpc.ObjectRequest\x1a\x10.goray.rpc.Empty\x12L\n" +
-	"\x0eGetLocalObject\x12\x1d.goray.rpc.LocalObjectRequest\x1a\x1b.goray.rpc.LocalObjectReply\x12A\n" +
+	"\x0eGetLocalObject\x12\x1d.goray.rpc.LocalObjectRequest\x1a\x1b.goray.rpc.LocalObjectReply\x12;\n" +
+	"\rReleaseObject\x12\x18.goray.rpc.ObjectRequest\x1a\x10.goray.rpc.Empty\x12A\n" +
 	"\vFetchObject\x12\x18.goray.rpc.ObjectRequest\x1a\x16.goray.rpc.ObjectChunk0\x01\x12B\n" +
 	"\rDeleteObjects\x12\x1f.goray.rpc.DeleteObjectsRequest\x1a\x10.goray.rpc.Empty\x12D\n" +
 	"\x13GetObjectStoreStats\x12\x10.goray.rpc.Empty\x1a\x1b.goray.rpc.ObjectStoreStats\x12F\n" +
@@ -3873,51 +3874,53 @@ var file_goray_proto_depIdxs = []int32{
 	35, // 52: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
 	37, // 53: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
 	38, // 54: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	37, // 55: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	41, // 56: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 57: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	32, // 58: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	33, // 59: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 60: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	46, // 61: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	48, // 62: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 63: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	6,  // 64: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 65: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 66: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 67: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 68: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 69: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 70: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 71: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 72: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 73: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 74: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 75: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 76: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 77: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 78: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	22, // 79: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 80: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	23, // 81: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	28, // 82: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 83: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	26, // 84: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	30, // 85: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	36, // 86: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 87: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	39, // 88: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	40, // 89: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 90: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	43, // 91: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 92: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 93: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 94: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	47, // 95: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 96: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 97: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	64, // [64:98] is the sub-list for method output_type
-	30, // [30:64] is the sub-list for method input_type
+	37, // 55: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	37, // 56: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	41, // 57: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 58: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	32, // 59: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	33, // 60: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 61: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	46, // 62: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	48, // 63: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 64: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	6,  // 65: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 66: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 67: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 68: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 69: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 70: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 71: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 72: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 73: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 74: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 75: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 76: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 77: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 78: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 79: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	22, // 80: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 81: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	23, // 82: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	28, // 83: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 84: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	26, // 85: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	30, // 86: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	36, // 87: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 88: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	39, // 89: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 90: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	40, // 91: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 92: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	43, // 93: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 94: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 95: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 96: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	47, // 97: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 98: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 99: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	65, // [65:100] is the sub-list for method output_type
+	30, // [30:65] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name

@@ -889,6 +889,7 @@ const (
 	Raylet_CreateObject_FullMethodName        = "/goray.rpc.Raylet/CreateObject"
 	Raylet_SealObject_FullMethodName          = "/goray.rpc.Raylet/SealObject"
 	Raylet_GetLocalObject_FullMethodName      = "/goray.rpc.Raylet/GetLocalObject"
+	Raylet_ReleaseObject_FullMethodName       = "/goray.rpc.Raylet/ReleaseObject"
 	Raylet_FetchObject_FullMethodName         = "/goray.rpc.Raylet/FetchObject"
 	Raylet_DeleteObjects_FullMethodName       = "/goray.rpc.Raylet/DeleteObjects"
 	Raylet_GetObjectStoreStats_FullMethodName = "/goray.rpc.Raylet/GetObjectStoreStats"
@@ -905,6 +906,7 @@ type RayletClient interface {
 	CreateObject(ctx context.Context, in *CreateObjectRequest, opts ...grpc.CallOption) (*CreateObjectReply, error)
 	SealObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (*Empty, error)
 	GetLocalObject(ctx context.Context, in *LocalObjectRequest, opts ...grpc.CallOption) (*LocalObjectReply, error)
+	ReleaseObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (*Empty, error)
 	FetchObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ObjectChunk], error)
 	DeleteObjects(ctx context.Context, in *DeleteObjectsRequest, opts ...grpc.CallOption) (*Empty, error)
 	GetObjectStoreStats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ObjectStoreStats, error)
@@ -958,6 +960,16 @@ func (c *rayletClient) GetLocalObject(ctx context.Context, in *LocalObjectReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LocalObjectReply)
 	err := c.cc.Invoke(ctx, Raylet_GetLocalObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) ReleaseObject(ctx context.Context, in *ObjectRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Raylet_ReleaseObject_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1050,6 +1062,7 @@ type RayletServer interface {
 	CreateObject(context.Context, *CreateObjectRequest) (*CreateObjectReply, error)
 	SealObject(context.Context, *ObjectRequest) (*Empty, error)
 	GetLocalObject(context.Context, *LocalObjectRequest) (*LocalObjectReply, error)
+	ReleaseObject(context.Context, *ObjectRequest) (*Empty, error)
 	FetchObject(*ObjectRequest, grpc.ServerStreamingServer[ObjectChunk]) error
 	DeleteObjects(context.Context, *DeleteObjectsRequest) (*Empty, error)
 	GetObjectStoreStats(context.Context, *Empty) (*ObjectStoreStats, error)
@@ -1077,6 +1090,9 @@ func (UnimplementedRayletServer) SealObject(context.Context, *ObjectRequest) (*E
 }
 func (UnimplementedRayletServer) GetLocalObject(context.Context, *LocalObjectRequest) (*LocalObjectReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetLocalObject not implemented")
+}
+func (UnimplementedRayletServer) ReleaseObject(context.Context, *ObjectRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReleaseObject not implemented")
 }
 func (UnimplementedRayletServer) FetchObject(*ObjectRequest, grpc.ServerStreamingServer[ObjectChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method FetchObject not implemented")
@@ -1174,6 +1190,24 @@ func _Raylet_GetLocalObject_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RayletServer).GetLocalObject(ctx, req.(*LocalObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_ReleaseObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).ReleaseObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_ReleaseObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).ReleaseObject(ctx, req.(*ObjectRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1290,6 +1324,10 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLocalObject",
 			Handler:    _Raylet_GetLocalObject_Handler,
+		},
+		{
+			MethodName: "ReleaseObject",
+			Handler:    _Raylet_ReleaseObject_Handler,
 		},
 		{
 			MethodName: "DeleteObjects",
