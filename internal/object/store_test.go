@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -519,4 +520,55 @@ func TestConcurrent(t *testing.T) {
 // memory would (goray's writers write through the file instead).
 func mapWritable(path string, size int64) ([]byte, func() error, error) {
 	return mapFile(path, size, os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE)
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestFreedFilesAreReusedUnlessMapped(t *testing.T) {
+	s, _ := openStore(t, 64<<20)
+	const size = 2 << 20
+	put(t, s, "a", pattern("a", size), true)
+	p, _, _ := s.Get("a")
+	ino := inode(t, p)
+	if err := s.Delete("a"); err != nil {
+		t.Fatal(err)
+	}
+	// The next object of a similar size takes the freed file.
+	put(t, s, "b", pattern("b", size-100), true)
+	pb, n, _ := s.Get("b")
+	if inode(t, pb) != ino || n != size-100 {
+		t.Fatalf("freed file not reused (inode %d vs %d, size %d)", inode(t, pb), ino, n)
+	}
+	if !bytes.Equal(read(t, s, "b"), pattern("b", size-100)) {
+		t.Fatal("reused file holds the wrong bytes")
+	}
+	// A reader that acquired it keeps its file out of the pool.
+	pa, _, err := s.Acquire("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, unmap, err := Map(pa, size-100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unmap()
+	s.Delete("b")
+	put(t, s, "c", pattern("c", size), true)
+	pc, _, _ := s.Get("c")
+	if inode(t, pc) == ino {
+		t.Fatal("a file still mapped by a reader was reused")
+	}
+	if !bytes.Equal(m, pattern("b", size-100)) {
+		t.Fatal("the reader's mapping changed")
+	}
+	if st := s.Stats(); st.NumObjects != 1 {
+		t.Fatalf("objects: %d", st.NumObjects)
+	}
 }
