@@ -275,3 +275,32 @@ func TestNamedDetachedActors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type madeActor struct {
+	H   goray.ActorHandle[Counter]
+	PID int
+}
+
+// makeActor creates an actor from a task: the task's worker owns it.
+var makeActor = goray.Register0("e2e.makeActor", func(ctx context.Context) (madeActor, error) {
+	h, err := counterClass.Remote(goray.Val(0))
+	return madeActor{H: h, PID: os.Getpid()}, err
+})
+
+func TestActorDiesWithItsOwnerWorker(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{HeadCPUs: 2})
+	connect(t, c)
+	m := getT(t, makeActor.Remote())
+	if v := getT(t, incr.Remote(m.H, goray.Val(1))); v != 1 {
+		t.Fatalf("actor made by a task: %d", v)
+	}
+	syscall.Kill(m.PID, syscall.SIGKILL)
+	var err error
+	testcluster.Eventually(t, 30*time.Second, "the actor to die with its owner", func() bool {
+		_, err = goray.Get(context.Background(), incr.Remote(m.H, goray.Val(1)), goray.Timeout(30*time.Second))
+		return errors.Is(err, goray.ErrActorDied)
+	})
+	if !strings.Contains(err.Error(), "owner") {
+		t.Fatalf("death cause should name the owner: %v", err)
+	}
+}

@@ -33,8 +33,15 @@ const tableActors = "actors"
 // actorEntry is one row of the actor table. Guarded by Server.mu.
 type actorEntry struct {
 	info *rpcpb.ActorInfo
-	kill chan bool // a Kill request; the value is no_restart
+	kill chan killRequest
 	stop context.CancelFunc
+}
+
+// killRequest ends an actor's incarnation: for good with noRestart, and
+// with cause as its death cause when set.
+type killRequest struct {
+	noRestart bool
+	cause     string
 }
 
 func newActorID() string {
@@ -99,14 +106,29 @@ func (s *Server) CreateActor(ctx context.Context, spec *rpcpb.ActorSpec) (*rpcpb
 		}
 		s.named[nameKey(spec.Namespace, spec.Name)] = spec.ActorId
 	}
-	e := &actorEntry{kill: make(chan bool, 1), info: &rpcpb.ActorInfo{Spec: spec, State: rpcpb.ActorState_PENDING_CREATION, StartTimeMs: nowMs()}}
+	e := &actorEntry{kill: make(chan killRequest, 1), info: &rpcpb.ActorInfo{Spec: spec, State: rpcpb.ActorState_PENDING_CREATION, StartTimeMs: nowMs()}}
 	s.actors[spec.ActorId] = e
 	s.setActorLocked(e, func(*rpcpb.ActorInfo) {})
 	info := e.info
 	actx, cancel := context.WithCancel(s.ctx)
 	e.stop = cancel
+	ownedByWorker := !spec.Detached && spec.OwnerAddress != "" && spec.OwnerAddress != j.DriverAddress
 	s.mu.Unlock()
 	go s.runActor(actx, e)
+	if ownedByWorker {
+		// As in Ray, an actor dies with the worker that created it; a
+		// driver's actors end with its job.
+		go s.watchOwner(spec.OwnerAddress, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return e.info.State != rpcpb.ActorState_ACTOR_DEAD
+		}, func(error) {
+			select {
+			case e.kill <- killRequest{true, "the worker that created the actor (its owner) died"}:
+			default:
+			}
+		})
+	}
 	return info, nil
 }
 
@@ -148,7 +170,7 @@ func (s *Server) KillActor(ctx context.Context, req *rpcpb.KillActorRequest) (*r
 		return nil, status.Errorf(codes.NotFound, "gcs: unknown actor %s", req.ActorId)
 	}
 	select {
-	case e.kill <- req.NoRestart:
+	case e.kill <- killRequest{noRestart: req.NoRestart}:
 	default: // a kill is pending already
 	}
 	return &rpcpb.Empty{}, nil
@@ -161,7 +183,7 @@ func (s *Server) killJobActors(jobID string) {
 	for _, e := range s.actors {
 		if e.info.Spec.JobId == jobID && !e.info.Spec.Detached && e.info.State != rpcpb.ActorState_ACTOR_DEAD {
 			select {
-			case e.kill <- true:
+			case e.kill <- killRequest{true, "the actor's job finished (its driver exited)"}:
 			default:
 			}
 		}
@@ -229,7 +251,10 @@ func (s *Server) runActorOnce(ctx context.Context, e *actorEntry, spec *rpcpb.Ac
 	case nr := <-e.kill:
 		cancel()
 		<-leased
-		return "the actor was killed before it was created (goray.Kill)", nr
+		if nr.cause != "" {
+			return nr.cause, nr.noRestart
+		}
+		return "the actor was killed before it was created (goray.Kill)", nr.noRestart
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -284,7 +309,10 @@ func (s *Server) runActorOnce(ctx context.Context, e *actorEntry, spec *rpcpb.Ac
 	case nr := <-e.kill:
 		stream.Send(&rpcpb.LeaseClientMessage{Kill: true})
 		<-ended
-		if nr {
+		if nr.cause != "" {
+			return nr.cause, nr.noRestart
+		}
+		if nr.noRestart {
 			return "the actor was killed by goray.Kill", true
 		}
 		return "the actor was killed by goray.Kill (restart allowed)", false

@@ -210,7 +210,7 @@ func (s *Server) load() error {
 		if err := proto.Unmarshal(b, info); err != nil {
 			return fmt.Errorf("gcs: corrupt actor %s in storage: %w", id, err)
 		}
-		e := &actorEntry{info: info, kill: make(chan bool, 1)}
+		e := &actorEntry{info: info, kill: make(chan killRequest, 1)}
 		s.actors[id] = e
 		if info.State != rpcpb.ActorState_ACTOR_DEAD {
 			// Its worker's lease ended with the old GCS: start it again.
@@ -484,13 +484,26 @@ func (s *Server) finishJob(id string) bool {
 	return true
 }
 
-// monitorDriver pings a job's driver like a raylet's health check and
-// finishes the job when the driver is gone, so a crashed driver's
-// workers do not outlive it.
+// monitorDriver finishes the job of a driver that stops answering, so a
+// crashed driver's workers and actors do not outlive it.
 func (s *Server) monitorDriver(jobID, addr string) {
+	s.watchOwner(addr, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.jobs[jobID].GetIsDead()
+	}, func(err error) {
+		s.log.Warn("driver gone; finishing its job", "job", jobID, "err", err)
+		s.finishJob(jobID)
+	})
+}
+
+// watchOwner pings a core worker (a driver, or a worker that owns actors)
+// like a raylet's health check while needed reports true, and calls gone
+// once it has failed FailureThreshold checks in a row.
+func (s *Server) watchOwner(addr string, needed func() bool, gone func(error)) {
 	conn, err := grpc.NewClient(addr, append(auth.DialOptions(s.cfg.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
-		s.finishJob(jobID)
+		gone(err)
 		return
 	}
 	defer conn.Close()
@@ -504,10 +517,7 @@ func (s *Server) monitorDriver(jobID, addr string) {
 			return
 		case <-t.C:
 		}
-		s.mu.Lock()
-		dead := s.jobs[jobID].GetIsDead()
-		s.mu.Unlock()
-		if dead {
+		if !needed() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HealthCheckTimeout)
@@ -518,8 +528,7 @@ func (s *Server) monitorDriver(jobID, addr string) {
 			continue
 		}
 		if failures++; failures >= s.cfg.FailureThreshold && s.ctx.Err() == nil {
-			s.log.Warn("driver gone; finishing its job", "job", jobID, "err", err)
-			s.finishJob(jobID)
+			gone(err)
 			return
 		}
 	}
