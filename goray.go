@@ -126,6 +126,9 @@ func Init(opts ...InitOption) error {
 	if addr == "" && !cfg.newLocal {
 		addr = os.Getenv("RAY_ADDRESS")
 	}
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		return fmt.Errorf("goray: address %q is a dashboard URL; Init needs the GCS address HOST:PORT (port 6379 by default)", addr)
+	}
 	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "goray://"), "ray://")
 	root := node.TempRoot(cfg.tempRoot)
 	if (addr == "" && !cfg.newLocal) || addr == "auto" {

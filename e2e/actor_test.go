@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,6 +96,19 @@ func runDriverRole(role string) int {
 		return 1
 	}
 	defer goray.Shutdown()
+	if role == "put" {
+		// A large object whose ref escapes into another value: pinned
+		// until the job ends.
+		ref, err := goray.Put(make([]byte, 2<<20))
+		if err == nil {
+			_, err = goray.Put(struct{ R goray.ObjectRef[[]byte] }{ref})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
 	opts := []goray.Option{goray.ActorName(os.Getenv("E2E_ACTOR"))}
 	if role == "create-detached" {
 		opts = append(opts, goray.Detached())
@@ -270,6 +284,13 @@ func TestNamedDetachedActors(t *testing.T) {
 	// A name is unique in its namespace.
 	if _, err := counterClass.Options(goray.ActorName("keeper")).Remote(goray.Val(0)); err == nil || !strings.Contains(err.Error(), "already taken") {
 		t.Fatalf("duplicate actor name: %v", err)
+	}
+	out, err := c.Goray("list", "actors")
+	if err != nil || !regexp.MustCompile(`(?m)^`+h.ID()+` +e2e\.Counter +ALIVE +keeper`).MatchString(out) {
+		t.Fatalf("goray list actors: %v\n%s", err, out)
+	}
+	if out, err := c.Goray("list", "nodes"); err != nil || strings.Count(out, "ALIVE") != 2 {
+		t.Fatalf("goray list nodes: %v\n%s", err, out)
 	}
 	if err := goray.Kill(h, true); err != nil {
 		t.Fatal(err)

@@ -97,6 +97,12 @@ func TestLargeObjectAcrossNodes(t *testing.T) {
 	if err != nil || !strings.Contains(out, ref.ID()) || !strings.Contains(out, "COPY") {
 		t.Fatalf("goray list objects: %v\n%s", err, out)
 	}
+	// Once the owner drops it, the object goes from every node, copies too.
+	ref, got, data = goray.ObjectRef[[]byte]{}, nil, nil
+	testcluster.Eventually(t, 20*time.Second, "the object and its copy to be freed", func() bool {
+		runtime.GC()
+		return storeStats(t, c, c.Head).NumObjects == 0 && storeStats(t, c, w).NumObjects == 0
+	})
 }
 
 func TestSpillRestoreAndFree(t *testing.T) {
@@ -183,4 +189,13 @@ func TestLostObjectsAreReconstructed(t *testing.T) {
 	if !errors.Is(err, goray.ErrObjectLost) {
 		t.Fatalf("lost object without retries: %v, want ErrObjectLost", err)
 	}
+}
+
+func TestObjectsGoWithTheirJob(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	secondDriver(t, c, "put", "")
+	testcluster.Eventually(t, 20*time.Second, "the finished job's objects to be freed", func() bool {
+		st := storeStats(t, c, c.Head)
+		return st.CreatedBytes > 2<<20 && st.NumObjects == 0
+	})
 }

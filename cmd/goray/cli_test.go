@@ -189,6 +189,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 		{[]string{"start", "--address=127.0.0.1:1", "--port=5"}, "--port"},
 		{[]string{"start", "--address=nonsense"}, "HOST:PORT"},
 		{[]string{"stop", "-g", "-1"}, "grace"},
+		{[]string{"status", "--address=http://127.0.0.1:8265"}, "dashboard URL"},
 	}
 	for _, tc := range cases {
 		out, err := c.run(tc.args...)

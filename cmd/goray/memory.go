@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -140,5 +141,73 @@ func listCmd() *cobra.Command {
 	objects.Flags().StringVar(&address, "address", "", "GCS address of the cluster")
 	objects.Flags().StringVar(&tempDir, "temp-dir", "", "temp root")
 	cmd.AddCommand(objects)
+	listGCS(cmd)
 	return cmd
+}
+
+// listGCS adds `goray list nodes|actors|jobs` (Ray's state CLI) to list.
+func listGCS(list *cobra.Command) {
+	var address, tempDir string
+	run := func(f func(ctx context.Context, gcs rpcpb.GcsServiceClient, w io.Writer) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			addr, err := resolveAddress(address, tempDir)
+			if err != nil {
+				return err
+			}
+			gcs, closeConn, err := gcsClient(addr)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			return f(ctx, gcs, cmd.OutOrStdout())
+		}
+	}
+	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes", Args: cobra.NoArgs,
+		RunE: run(func(ctx context.Context, gcs rpcpb.GcsServiceClient, w io.Writer) error {
+			ns, err := gcs.GetAllNodes(ctx, &rpcpb.Empty{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%-56s %-15s %-5s %-6s %s\n", "NODE_ID", "NODE_IP", "HEAD", "STATE", "RESOURCES_TOTAL")
+			for _, n := range ns.Nodes {
+				fmt.Fprintf(w, "%-56s %-15s %-5v %-6s %v\n", n.NodeId, n.NodeIp, n.IsHead, n.State, n.Total)
+			}
+			return nil
+		})}
+	actors := &cobra.Command{Use: "actors", Short: "List the actors", Args: cobra.NoArgs,
+		RunE: run(func(ctx context.Context, gcs rpcpb.GcsServiceClient, w io.Writer) error {
+			as, err := gcs.ListActors(ctx, &rpcpb.Empty{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%-32s %-24s %-12s %-20s %-8s %s\n", "ACTOR_ID", "CLASS_NAME", "STATE", "NAME", "PID", "DEATH_CAUSE")
+			for _, a := range as.Actors {
+				state := strings.TrimPrefix(a.State.String(), "ACTOR_")
+				fmt.Fprintf(w, "%-32s %-24s %-12s %-20s %-8d %s\n", a.Spec.ActorId, a.Spec.ClassName, state, a.Spec.Name, a.Pid, a.DeathCause)
+			}
+			return nil
+		})}
+	jobs := &cobra.Command{Use: "jobs", Short: "List the jobs (drivers)", Args: cobra.NoArgs,
+		RunE: run(func(ctx context.Context, gcs rpcpb.GcsServiceClient, w io.Writer) error {
+			js, err := gcs.GetAllJobs(ctx, &rpcpb.Empty{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%-10s %-10s %-8s %s\n", "JOB_ID", "STATUS", "PID", "ENTRYPOINT")
+			for _, j := range js.Jobs {
+				st := "RUNNING"
+				if j.IsDead {
+					st = "FINISHED"
+				}
+				fmt.Fprintf(w, "%-10s %-10s %-8d %s\n", j.JobId, st, j.DriverPid, j.Entrypoint)
+			}
+			return nil
+		})}
+	for _, c := range []*cobra.Command{nodes, actors, jobs} {
+		c.Flags().StringVar(&address, "address", "", "GCS address of the cluster")
+		c.Flags().StringVar(&tempDir, "temp-dir", "", "temp root")
+		list.AddCommand(c)
+	}
 }

@@ -24,9 +24,13 @@ import (
 // else the head started on this host.
 func resolveAddress(flag, tempDir string) (string, error) {
 	for _, a := range []string{flag, os.Getenv("GORAY_ADDRESS"), os.Getenv("RAY_ADDRESS")} {
-		if a != "" && a != "auto" {
-			return strings.TrimPrefix(strings.TrimPrefix(a, "goray://"), "ray://"), nil
+		if a == "" || a == "auto" {
+			continue
 		}
+		if strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://") {
+			return "", fmt.Errorf("address %q is a dashboard URL; this command needs the GCS address HOST:PORT (port 6379 by default)", a)
+		}
+		return strings.TrimPrefix(strings.TrimPrefix(a, "goray://"), "ray://"), nil
 	}
 	root := node.TempRoot(tempDir)
 	b, err := os.ReadFile(filepath.Join(root, node.CurrentClusterFile))

@@ -115,7 +115,7 @@ func (cw *CoreWorker) execute(ctx context.Context, spec *rpcpb.TaskSpec) *rpcpb.
 		return fail(err.Error(), "", false)
 	}
 	reply.Result = out
-	cw.storeResult(ctx, reply)
+	cw.storeResult(ctx, spec, reply)
 	return reply
 }
 

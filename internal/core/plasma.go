@@ -7,6 +7,7 @@ import (
 
 	"io"
 	"os"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"google.golang.org/grpc/status"
@@ -50,7 +51,7 @@ func (cw *CoreWorker) writePlasma(ctx context.Context, id string, size int64, wr
 	if cw.raylet == nil {
 		return errors.New("core: no local raylet for the object store")
 	}
-	reply, err := cw.raylet.CreateObject(ctx, &rpcpb.CreateObjectRequest{ObjectId: id, Size: size, Primary: true})
+	reply, err := cw.raylet.CreateObject(ctx, &rpcpb.CreateObjectRequest{ObjectId: id, Size: size, Primary: true, JobId: cw.cfg.JobID})
 	if err != nil {
 		return fmt.Errorf("goray: store object of %d bytes: %s", size, status.Convert(err).Message())
 	}
@@ -80,11 +81,13 @@ func writeBytes(data []byte) func(io.WriterAt) error {
 
 // readPlasma maps an object from this node's store, pulled from one of
 // locations when it is not here. The bytes alias shared memory.
-func (cw *CoreWorker) readPlasma(ctx context.Context, id string, locations []*rpcpb.ObjectLocation) ([]byte, func(), error) {
-	reply, err := cw.raylet.GetLocalObject(ctx, &rpcpb.LocalObjectRequest{ObjectId: id, Locations: locations})
+func (cw *CoreWorker) readPlasma(ctx context.Context, ref Ref, locations []*rpcpb.ObjectLocation) ([]byte, func(), error) {
+	id := ref.ID
+	reply, err := cw.raylet.GetLocalObject(ctx, &rpcpb.LocalObjectRequest{ObjectId: id, Locations: locations, JobId: cw.cfg.JobID})
 	if err != nil {
 		return nil, nil, err
 	}
+	cw.noteCopy(ref, locations)
 	data, unmap, err := objstore.Map(reply.Path, reply.Size)
 	if err != nil {
 		cw.raylet.ReleaseObject(ctx, &rpcpb.ObjectRequest{ObjectId: id})
@@ -95,6 +98,39 @@ func (cw *CoreWorker) readPlasma(ctx context.Context, id string, locations []*rp
 		// Unpinned, the object's pages may hold the next object.
 		go cw.raylet.ReleaseObject(cw.ctx, &rpcpb.ObjectRequest{ObjectId: id})
 	}, nil
+}
+
+// noteCopy tells the owner that this node now holds a copy, so freeing
+// the object deletes it here too.
+func (cw *CoreWorker) noteCopy(ref Ref, locations []*rpcpb.ObjectLocation) {
+	for _, l := range locations {
+		if l.NodeId == cw.cfg.NodeID {
+			return
+		}
+	}
+	if ref.Owner == cw.address {
+		cw.store.addLocation(ref.ID, cw.cfg.NodeID, cw.cfg.RayletAddress)
+		return
+	}
+	go func() {
+		c, err := cw.conn(ref.Owner)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(cw.ctx, 10*time.Second)
+		defer cancel()
+		rpcpb.NewCoreWorkerClient(c).AddObjectLocation(ctx, &rpcpb.ObjectLocationUpdate{
+			ObjectId: ref.ID, Location: &rpcpb.ObjectLocation{NodeId: cw.cfg.NodeID, RayletAddress: cw.cfg.RayletAddress},
+		})
+	}()
+}
+
+// AddObjectLocation records a copy of an owned object on another node.
+func (cw *CoreWorker) AddObjectLocation(ctx context.Context, req *rpcpb.ObjectLocationUpdate) (*rpcpb.Empty, error) {
+	if req.Location != nil {
+		cw.store.addLocation(req.ObjectId, req.Location.NodeId, req.Location.RayletAddress)
+	}
+	return &rpcpb.Empty{}, nil
 }
 
 // PutEncoded stores an encoded value owned by this worker: inline when
@@ -158,13 +194,13 @@ func (cw *CoreWorker) resolveArgs(ctx context.Context, args [][]byte) ([][]byte,
 
 // storeResult puts a large task result into this node's store; the reply
 // then names its location instead of carrying it.
-func (cw *CoreWorker) storeResult(ctx context.Context, reply *rpcpb.TaskReply) {
+func (cw *CoreWorker) storeResult(ctx context.Context, spec *rpcpb.TaskSpec, reply *rpcpb.TaskReply) {
 	if reply.AppError || len(reply.Result) <= MaxInline {
 		return
 	}
 	data := reply.Result
 	if err := cw.writePlasma(ctx, reply.TaskId, int64(len(data)), writeBytes(data)); err != nil {
-		te := &TaskError{Message: err.Error(), NodeID: cw.cfg.NodeID, NodeIP: cw.cfg.NodeIP}
+		te := &TaskError{Function: spec.Function, Message: err.Error(), NodeID: cw.cfg.NodeID, NodeIP: cw.cfg.NodeIP, PID: os.Getpid()}
 		reply.Result, reply.AppError = mustEncode(te), true
 		return
 	}

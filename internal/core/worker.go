@@ -265,7 +265,7 @@ func (cw *CoreWorker) fetch(ctx context.Context, ref Ref) (Result, error) {
 		if err != nil || !v.plasma {
 			return Result{Data: v.data, AppErr: v.appErr}, err
 		}
-		data, release, err := cw.readPlasma(ctx, ref.ID, v.locations)
+		data, release, err := cw.readPlasma(ctx, ref, v.locations)
 		if err == nil {
 			return Result{Data: data, release: release}, nil
 		}

@@ -19,6 +19,11 @@ import (
 // APIVersion is the Jobs API version goray speaks (Ray's 4: DELETE).
 const APIVersion = "4"
 
+// RayVersion is the Ray release whose Jobs API this server follows; Ray's
+// job clients refuse clusters that report a Ray version below 1.9, so
+// /api/version reports it as ray_version and goray's own as goray_version.
+const RayVersion = "2.53.0"
+
 // maxSubmitBody bounds a submission request.
 const maxSubmitBody = 16 << 20
 
@@ -61,7 +66,7 @@ func fail(w http.ResponseWriter, err error) {
 }
 
 func (m *Manager) handleVersion(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]string{"version": APIVersion, "ray_version": m.cfg.Version, "ray_commit": "goray", "session_name": m.cfg.SessionName})
+	writeJSON(w, map[string]string{"version": APIVersion, "ray_version": RayVersion, "goray_version": m.cfg.Version, "ray_commit": "goray", "session_name": m.cfg.SessionName})
 }
 
 func packageURI(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -440,7 +440,7 @@ func TestAuthAndHealth(t *testing.T) {
 	code, out := h.req("GET", "/api/version", nil)
 	var v map[string]string
 	json.Unmarshal([]byte(out), &v)
-	if code != 200 || v["version"] != jobs.APIVersion || v["ray_version"] != version.Version || v["session_name"] != filepath.Base(h.n.Info.SessionDir) {
+	if code != 200 || v["version"] != jobs.APIVersion || v["ray_version"] != jobs.RayVersion || v["goray_version"] != version.Version || v["session_name"] != filepath.Base(h.n.Info.SessionDir) {
 		t.Errorf("version: %d %s", code, out)
 	}
 }

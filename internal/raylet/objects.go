@@ -29,6 +29,7 @@ type objectManager struct {
 	pulling map[string]chan struct{} // one pull per object at a time
 	conns   map[string]*grpc.ClientConn
 	pulled  int64
+	jobOf   map[string]string // object id → its owner's job, to free with the job
 }
 
 func storeError(err error) error {
@@ -51,6 +52,7 @@ func (r *Raylet) CreateObject(ctx context.Context, req *rpcpb.CreateObjectReques
 	if err != nil {
 		return nil, storeError(err)
 	}
+	r.om.setJob(req.ObjectId, req.JobId)
 	return &rpcpb.CreateObjectReply{Path: path}, nil
 }
 
@@ -73,8 +75,36 @@ func (r *Raylet) ReleaseObject(ctx context.Context, req *rpcpb.ObjectRequest) (*
 func (r *Raylet) DeleteObjects(ctx context.Context, req *rpcpb.DeleteObjectsRequest) (*rpcpb.Empty, error) {
 	for _, id := range req.ObjectIds {
 		r.store.Delete(id)
+		r.om.setJob(id, "")
 	}
 	return &rpcpb.Empty{}, nil
+}
+
+func (om *objectManager) setJob(id, job string) {
+	om.mu.Lock()
+	defer om.mu.Unlock()
+	if job == "" {
+		delete(om.jobOf, id)
+	} else {
+		om.jobOf[id] = job
+	}
+}
+
+// freeJobObjects deletes the objects of a finished job: their owners are
+// gone, so nobody could free them (Ray frees the objects of a dead owner).
+func (r *Raylet) freeJobObjects(job string) {
+	r.om.mu.Lock()
+	var ids []string
+	for id, j := range r.om.jobOf {
+		if j == job {
+			ids = append(ids, id)
+			delete(r.om.jobOf, id)
+		}
+	}
+	r.om.mu.Unlock()
+	for _, id := range ids {
+		r.store.Delete(id)
+	}
 }
 
 func (r *Raylet) GetObjectStoreStats(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.ObjectStoreStats, error) {
@@ -120,6 +150,9 @@ func (r *Raylet) GetLocalObject(ctx context.Context, req *rpcpb.LocalObjectReque
 			}
 		}
 		err = r.pull(ctx, req)
+		if err == nil {
+			r.om.setJob(req.ObjectId, req.JobId)
+		}
 		r.om.mu.Lock()
 		delete(r.om.pulling, req.ObjectId)
 		close(wait)

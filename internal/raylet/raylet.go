@@ -155,7 +155,7 @@ func Start(cfg Config) (*Raylet, error) {
 		total: scheduler.Resources(cfg.Resources).Clone(), available: scheduler.Resources(cfg.Resources).Clone(),
 		workers: map[string]*worker{}, queue: map[*pending]struct{}{}, changed: make(chan struct{}),
 		jobs: map[string]*rpcpb.JobInfo{}, finishedJobs: map[string]bool{},
-		store: store, om: objectManager{pulling: map[string]chan struct{}{}, conns: map[string]*grpc.ClientConn{}},
+		store: store, om: objectManager{pulling: map[string]chan struct{}{}, conns: map[string]*grpc.ClientConn{}, jobOf: map[string]string{}},
 	}
 	for i := 0; i < int(cfg.Resources["GPU"]); i++ {
 		r.gpuFree = append(r.gpuFree, 1)
@@ -318,6 +318,7 @@ func (r *Raylet) watchJobs() {
 					r.mu.Unlock()
 					if j.IsDead {
 						r.reapIdleWorkers()
+						r.freeJobObjects(j.JobId)
 					}
 				}
 			}

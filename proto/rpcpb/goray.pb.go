@@ -2422,6 +2422,7 @@ type CreateObjectRequest struct {
 	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Primary       bool                   `protobuf:"varint,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	JobId         string                 `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // the owner's job: its objects go when the job ends
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2475,6 +2476,13 @@ func (x *CreateObjectRequest) GetPrimary() bool {
 		return x.Primary
 	}
 	return false
+}
+
+func (x *CreateObjectRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
 }
 
 type CreateObjectReply struct {
@@ -2577,6 +2585,7 @@ type LocalObjectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	Locations     []*ObjectLocation      `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"` // where to pull from when not local
+	JobId         string                 `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2625,6 +2634,65 @@ func (x *LocalObjectRequest) GetLocations() []*ObjectLocation {
 	return nil
 }
 
+func (x *LocalObjectRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type ObjectLocationUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Location      *ObjectLocation        `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectLocationUpdate) Reset() {
+	*x = ObjectLocationUpdate{}
+	mi := &file_goray_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectLocationUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectLocationUpdate) ProtoMessage() {}
+
+func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectLocationUpdate.ProtoReflect.Descriptor instead.
+func (*ObjectLocationUpdate) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ObjectLocationUpdate) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *ObjectLocationUpdate) GetLocation() *ObjectLocation {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
 type LocalObjectReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -2635,7 +2703,7 @@ type LocalObjectReply struct {
 
 func (x *LocalObjectReply) Reset() {
 	*x = LocalObjectReply{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2715,7 @@ func (x *LocalObjectReply) String() string {
 func (*LocalObjectReply) ProtoMessage() {}
 
 func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2728,7 @@ func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
 func (*LocalObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LocalObjectReply) GetPath() string {
@@ -2688,7 +2756,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2768,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2781,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ObjectChunk) GetSize() int64 {
@@ -2746,7 +2814,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +2826,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +2839,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() []string {
@@ -2794,7 +2862,7 @@ type ObjectStat struct {
 
 func (x *ObjectStat) Reset() {
 	*x = ObjectStat{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2874,7 @@ func (x *ObjectStat) String() string {
 func (*ObjectStat) ProtoMessage() {}
 
 func (x *ObjectStat) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2887,7 @@ func (x *ObjectStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
 func (*ObjectStat) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ObjectStat) GetObjectId() string {
@@ -2876,7 +2944,7 @@ type ObjectStoreStats struct {
 
 func (x *ObjectStoreStats) Reset() {
 	*x = ObjectStoreStats{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +2956,7 @@ func (x *ObjectStoreStats) String() string {
 func (*ObjectStoreStats) ProtoMessage() {}
 
 func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +2969,7 @@ func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
 func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ObjectStoreStats) GetNodeId() string {
@@ -3002,7 +3070,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3082,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3095,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -3123,7 +3191,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3203,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3216,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -3217,7 +3285,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3297,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3310,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -3272,7 +3340,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3284,7 +3352,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3297,7 +3365,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -3344,7 +3412,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3424,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3437,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -3595,19 +3663,24 @@ const file_goray_proto_rawDesc = "" +
 	"\ablocked\x18\x02 \x01(\bR\ablocked\"P\n" +
 	"\x0eObjectLocation\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12%\n" +
-	"\x0eraylet_address\x18\x02 \x01(\tR\rrayletAddress\"`\n" +
+	"\x0eraylet_address\x18\x02 \x01(\tR\rrayletAddress\"w\n" +
 	"\x13CreateObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x18\n" +
-	"\aprimary\x18\x03 \x01(\bR\aprimary\"'\n" +
+	"\aprimary\x18\x03 \x01(\bR\aprimary\x12\x15\n" +
+	"\x06job_id\x18\x04 \x01(\tR\x05jobId\"'\n" +
 	"\x11CreateObjectReply\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"B\n" +
 	"\rObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x14\n" +
-	"\x05abort\x18\x02 \x01(\bR\x05abort\"j\n" +
+	"\x05abort\x18\x02 \x01(\bR\x05abort\"\x81\x01\n" +
 	"\x12LocalObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x127\n" +
-	"\tlocations\x18\x02 \x03(\v2\x19.goray.rpc.ObjectLocationR\tlocations\":\n" +
+	"\tlocations\x18\x02 \x03(\v2\x19.goray.rpc.ObjectLocationR\tlocations\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"j\n" +
+	"\x14ObjectLocationUpdate\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x125\n" +
+	"\blocation\x18\x02 \x01(\v2\x19.goray.rpc.ObjectLocationR\blocation\":\n" +
 	"\x10LocalObjectReply\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\"M\n" +
@@ -3736,13 +3809,14 @@ const file_goray_proto_rawDesc = "" +
 	"\x13GetObjectStoreStats\x12\x10.goray.rpc.Empty\x1a\x1b.goray.rpc.ObjectStoreStats\x12F\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x10.goray.rpc.Empty0\x01\x12;\n" +
 	"\rNotifyBlocked\x12\x18.goray.rpc.WorkerBlocked\x1a\x10.goray.rpc.Empty\x121\n" +
-	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xb7\x01\n" +
+	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xff\x01\n" +
 	"\n" +
 	"CoreWorker\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x128\n" +
 	"\n" +
 	"CancelTask\x12\x18.goray.rpc.CancelRequest\x1a\x10.goray.rpc.Empty\x12*\n" +
-	"\x04Ping\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
+	"\x04Ping\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty\x12F\n" +
+	"\x11AddObjectLocation\x12\x1f.goray.rpc.ObjectLocationUpdate\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
 
 var (
 	file_goray_proto_rawDescOnce sync.Once
@@ -3757,7 +3831,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -3798,132 +3872,136 @@ var file_goray_proto_goTypes = []any{
 	(*CreateObjectReply)(nil),     // 36: goray.rpc.CreateObjectReply
 	(*ObjectRequest)(nil),         // 37: goray.rpc.ObjectRequest
 	(*LocalObjectRequest)(nil),    // 38: goray.rpc.LocalObjectRequest
-	(*LocalObjectReply)(nil),      // 39: goray.rpc.LocalObjectReply
-	(*ObjectChunk)(nil),           // 40: goray.rpc.ObjectChunk
-	(*DeleteObjectsRequest)(nil),  // 41: goray.rpc.DeleteObjectsRequest
-	(*ObjectStat)(nil),            // 42: goray.rpc.ObjectStat
-	(*ObjectStoreStats)(nil),      // 43: goray.rpc.ObjectStoreStats
-	(*TaskSpec)(nil),              // 44: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 45: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 46: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 47: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 48: goray.rpc.CancelRequest
-	nil,                           // 49: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 50: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 51: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 52: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 53: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 54: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 55: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 56: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 57: goray.rpc.LeaseRequest.HoldEntry
+	(*ObjectLocationUpdate)(nil),  // 39: goray.rpc.ObjectLocationUpdate
+	(*LocalObjectReply)(nil),      // 40: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 41: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 42: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 43: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 44: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 45: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 46: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 47: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 48: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 49: goray.rpc.CancelRequest
+	nil,                           // 50: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 51: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 52: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 53: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 54: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 55: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 56: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 57: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 58: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	49, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	50, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	50, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	51, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	51, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	52, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	52, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	53, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	53, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	54, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
 	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	54, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	55, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
 	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
 	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
 	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
 	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
 	22, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	55, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	56, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
 	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
 	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
 	22, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	56, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	57, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
 	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	57, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	58, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
 	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
 	29, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
 	34, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
-	42, // 28: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
-	34, // 29: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
-	5,  // 30: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	7,  // 31: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	4,  // 32: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	10, // 33: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	4,  // 34: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	13, // 35: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	15, // 36: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	4,  // 37: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	16, // 38: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	16, // 39: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	16, // 40: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	16, // 41: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	18, // 42: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	20, // 43: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	21, // 44: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	24, // 45: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	25, // 46: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	4,  // 47: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	27, // 48: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	26, // 49: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	27, // 50: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	31, // 51: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	35, // 52: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
-	37, // 53: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
-	38, // 54: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	37, // 55: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
-	37, // 56: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	41, // 57: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 58: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	32, // 59: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	33, // 60: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 61: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	46, // 62: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	48, // 63: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 64: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	6,  // 65: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 66: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 67: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 68: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 69: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 70: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 71: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 72: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 73: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 74: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 75: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 76: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 77: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 78: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 79: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	22, // 80: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 81: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	23, // 82: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	28, // 83: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 84: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	26, // 85: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	30, // 86: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	36, // 87: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 88: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	39, // 89: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 90: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	40, // 91: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 92: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	43, // 93: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 94: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 95: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 96: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	47, // 97: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 98: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 99: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	65, // [65:100] is the sub-list for method output_type
-	30, // [30:65] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	34, // 28: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
+	43, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	34, // 30: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	5,  // 31: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 32: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 33: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 34: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 35: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	13, // 36: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	15, // 37: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 38: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	16, // 39: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	16, // 40: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	16, // 41: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	16, // 42: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	18, // 43: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	20, // 44: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	21, // 45: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	24, // 46: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	25, // 47: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	4,  // 48: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	27, // 49: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	26, // 50: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	27, // 51: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	31, // 52: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	35, // 53: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	37, // 54: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	38, // 55: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	37, // 56: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	37, // 57: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	42, // 58: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 59: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	32, // 60: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	33, // 61: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 62: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	47, // 63: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	49, // 64: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 65: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	39, // 66: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	6,  // 67: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 68: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 69: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 70: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 71: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 72: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 73: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 74: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 75: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 76: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 77: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 78: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 79: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 80: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	22, // 81: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	22, // 82: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 83: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	23, // 84: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	28, // 85: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 86: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	26, // 87: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	30, // 88: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	36, // 89: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 90: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	40, // 91: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 92: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	41, // 93: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 94: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	44, // 95: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 96: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 97: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 98: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	48, // 99: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 100: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 101: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 102: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	67, // [67:103] is the sub-list for method output_type
+	31, // [31:67] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -3937,7 +4015,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   54,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

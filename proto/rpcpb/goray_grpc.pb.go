@@ -1368,9 +1368,10 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	CoreWorker_GetObject_FullMethodName  = "/goray.rpc.CoreWorker/GetObject"
-	CoreWorker_CancelTask_FullMethodName = "/goray.rpc.CoreWorker/CancelTask"
-	CoreWorker_Ping_FullMethodName       = "/goray.rpc.CoreWorker/Ping"
+	CoreWorker_GetObject_FullMethodName         = "/goray.rpc.CoreWorker/GetObject"
+	CoreWorker_CancelTask_FullMethodName        = "/goray.rpc.CoreWorker/CancelTask"
+	CoreWorker_Ping_FullMethodName              = "/goray.rpc.CoreWorker/Ping"
+	CoreWorker_AddObjectLocation_FullMethodName = "/goray.rpc.CoreWorker/AddObjectLocation"
 )
 
 // CoreWorkerClient is the client API for CoreWorker service.
@@ -1380,6 +1381,7 @@ type CoreWorkerClient interface {
 	GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectReply, error)
 	CancelTask(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Empty, error)
 	Ping(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
+	AddObjectLocation(ctx context.Context, in *ObjectLocationUpdate, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type coreWorkerClient struct {
@@ -1420,6 +1422,16 @@ func (c *coreWorkerClient) Ping(ctx context.Context, in *Empty, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *coreWorkerClient) AddObjectLocation(ctx context.Context, in *ObjectLocationUpdate, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, CoreWorker_AddObjectLocation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoreWorkerServer is the server API for CoreWorker service.
 // All implementations must embed UnimplementedCoreWorkerServer
 // for forward compatibility.
@@ -1427,6 +1439,7 @@ type CoreWorkerServer interface {
 	GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error)
 	CancelTask(context.Context, *CancelRequest) (*Empty, error)
 	Ping(context.Context, *Empty) (*Empty, error)
+	AddObjectLocation(context.Context, *ObjectLocationUpdate) (*Empty, error)
 	mustEmbedUnimplementedCoreWorkerServer()
 }
 
@@ -1445,6 +1458,9 @@ func (UnimplementedCoreWorkerServer) CancelTask(context.Context, *CancelRequest)
 }
 func (UnimplementedCoreWorkerServer) Ping(context.Context, *Empty) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Ping not implemented")
+}
+func (UnimplementedCoreWorkerServer) AddObjectLocation(context.Context, *ObjectLocationUpdate) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddObjectLocation not implemented")
 }
 func (UnimplementedCoreWorkerServer) mustEmbedUnimplementedCoreWorkerServer() {}
 func (UnimplementedCoreWorkerServer) testEmbeddedByValue()                    {}
@@ -1521,6 +1537,24 @@ func _CoreWorker_Ping_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoreWorker_AddObjectLocation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObjectLocationUpdate)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).AddObjectLocation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_AddObjectLocation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).AddObjectLocation(ctx, req.(*ObjectLocationUpdate))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoreWorker_ServiceDesc is the grpc.ServiceDesc for CoreWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1539,6 +1573,10 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ping",
 			Handler:    _CoreWorker_Ping_Handler,
+		},
+		{
+			MethodName: "AddObjectLocation",
+			Handler:    _CoreWorker_AddObjectLocation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
