@@ -111,7 +111,7 @@ func (r *Raylet) popWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, er
 	case <-w.ready:
 		return w, nil
 	case <-w.exited:
-		return nil, fmt.Errorf("raylet: worker process %d exited before registering (see %s)", w.pid, r.workerLogPath(w, "err"))
+		return nil, fmt.Errorf("raylet: worker process %d exited before registering (%s): %s", w.pid, r.workerLogPath(w, "err"), logTail(r.workerLogPath(w, "err"), 1024))
 	case <-time.After(r.cfg.WorkerRegisterTimeout):
 		r.killWorker(w)
 		return nil, fmt.Errorf("raylet: worker process %d did not register within %s", w.pid, r.cfg.WorkerRegisterTimeout)
@@ -256,4 +256,18 @@ func (r *Raylet) reapIdleWorkers() {
 	for _, w := range kill {
 		r.killWorker(w)
 	}
+}
+
+// logTail returns the last n bytes of a log file, for error messages.
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		f.Seek(-n, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(f)
+	return strings.TrimSpace(string(b))
 }
