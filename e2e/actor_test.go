@@ -325,3 +325,39 @@ func TestActorDiesWithItsOwnerWorker(t *testing.T) {
 		t.Fatalf("death cause should name the owner: %v", err)
 	}
 }
+
+// slowStart returns its argument after a while: a late actor argument.
+var slowStart = goray.Register1("e2e.slowStart", func(ctx context.Context, v int) (int, error) {
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
+	return v, nil
+})
+
+func TestActorWaitsForItsArguments(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{HeadCPUs: 2})
+	connect(t, c)
+	arg := slowStart.Remote(goray.Val(40))
+	h, err := counterClass.Remote(arg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered at once, in DEPENDENCIES_UNREADY while its argument runs.
+	out, err := c.Goray("list", "actors")
+	if err != nil || !strings.Contains(out, "DEPENDENCIES_UNREADY") {
+		t.Fatalf("actor waiting for its argument: %v\\n%s", err, out)
+	}
+	if v := getT(t, incr.Remote(h, goray.Val(2))); v != 42 {
+		t.Fatalf("actor built from a ref argument: %d, want 42", v)
+	}
+	// A failed argument makes the actor dead, saying why.
+	bad, err := counterClass.Remote(fail.Remote(goray.Val("ctor")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = goray.Get(context.Background(), incr.Remote(bad, goray.Val(1)), goray.Timeout(30*time.Second))
+	if !errors.Is(err, goray.ErrActorDied) || !strings.Contains(err.Error(), "bad input: ctor") {
+		t.Fatalf("actor with a failed argument: %v", err)
+	}
+}

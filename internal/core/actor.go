@@ -105,39 +105,69 @@ type ActorOptions struct {
 }
 
 // CreateActor registers an actor with the GCS, which places it and runs
-// its constructor. Ref arguments are resolved first. It returns the
-// actor's id once registered (the actor may still be pending).
+// its constructor, and returns the actor's id. With ref arguments the
+// actor is registered in DEPENDENCIES_UNREADY and its arguments follow
+// once resolved, so the call does not wait for them (as in Ray).
 func (cw *CoreWorker) CreateActor(ctx context.Context, class string, args []Arg, o ActorOptions) (string, error) {
 	if cw.ctx.Err() != nil {
 		return "", ErrShutdown
 	}
-	vals := make([][]byte, len(args))
-	for i, a := range args {
-		if a.Ref == nil {
-			vals[i] = a.Data
-			continue
-		}
-		data, appErr, err := cw.argValue(ctx, *a.Ref)
-		if err != nil {
-			return "", fmt.Errorf("goray: argument %d of actor %s: %w", i, class, err)
-		}
-		if appErr {
-			te := &TaskError{}
-			codec.Decode(data, te)
-			return "", fmt.Errorf("goray: argument %d of actor %s failed: %w", i, class, te)
-		}
-		vals[i] = data
-	}
-	info, err := cw.gcs.CreateActor(ctx, &rpcpb.ActorSpec{
-		JobId: cw.cfg.JobID, ClassName: class, Args: vals, Resources: o.Resources,
+	spec := &rpcpb.ActorSpec{
+		JobId: cw.cfg.JobID, ClassName: class, Resources: o.Resources,
 		MaxRestarts: int32(o.MaxRestarts), MaxTaskRetries: int32(o.MaxTaskRetries), MaxConcurrency: int32(o.MaxConcurrency),
 		Name: o.Name, Namespace: o.Namespace, Detached: o.Detached, OwnerAddress: cw.address,
 		Strategy: o.Strategy, AffinityNodeId: o.AffinityNodeID, AffinitySoft: o.AffinitySoft,
-	})
+	}
+	args, release, err := cw.promoteArgs(args)
 	if err != nil {
+		return "", err
+	}
+	// Ref arguments stay pinned while the owner lives: a restart runs the
+	// constructor again on the same arguments.
+	unpin := cw.pinArgs(args)
+	release()
+	for _, a := range args {
+		spec.DependenciesPending = spec.DependenciesPending || a.Ref != nil
+		spec.Args = append(spec.Args, a.Data)
+	}
+	if spec.DependenciesPending {
+		spec.Args = nil
+	}
+	info, err := cw.gcs.CreateActor(ctx, spec)
+	if err != nil {
+		unpin()
 		return "", fmt.Errorf("goray: create actor %s: %s", class, status.Convert(err).Message())
 	}
-	return info.Spec.ActorId, nil
+	id := info.Spec.ActorId
+	if !spec.DependenciesPending {
+		return id, nil
+	}
+	go func() {
+		ready := &rpcpb.ActorArgs{ActorId: id}
+		for i, a := range args {
+			if a.Ref == nil {
+				ready.Args = append(ready.Args, a.Data)
+				continue
+			}
+			data, appErr, err := cw.argValue(cw.ctx, *a.Ref)
+			if err == nil && appErr {
+				te := &TaskError{}
+				codec.Decode(data, te)
+				err = te
+			}
+			if err != nil {
+				ready.Args, ready.Error = nil, fmt.Sprintf("argument %d: %v", i, err)
+				break
+			}
+			ready.Args = append(ready.Args, data)
+		}
+		ctx, cancel := context.WithTimeout(cw.ctx, 30*time.Second)
+		defer cancel()
+		if _, err := cw.gcs.ActorArgsReady(ctx, ready); err != nil {
+			cw.log.Warn("actor arguments", "actor", id, "err", err)
+		}
+	}()
+	return id, nil
 }
 
 // GetActor looks up a named actor in a namespace and returns its id and class.

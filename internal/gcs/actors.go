@@ -106,14 +106,56 @@ func (s *Server) CreateActor(ctx context.Context, spec *rpcpb.ActorSpec) (*rpcpb
 		}
 		s.named[nameKey(spec.Namespace, spec.Name)] = spec.ActorId
 	}
-	e := &actorEntry{kill: make(chan killRequest, 1), info: &rpcpb.ActorInfo{Spec: spec, State: rpcpb.ActorState_PENDING_CREATION, StartTimeMs: nowMs()}}
+	state := rpcpb.ActorState_PENDING_CREATION
+	if spec.DependenciesPending {
+		state = rpcpb.ActorState_DEPENDENCIES_UNREADY
+	}
+	e := &actorEntry{kill: make(chan killRequest, 1), info: &rpcpb.ActorInfo{Spec: spec, State: state, StartTimeMs: nowMs()}}
 	s.actors[spec.ActorId] = e
 	s.setActorLocked(e, func(*rpcpb.ActorInfo) {})
 	info := e.info
+	if spec.DependenciesPending {
+		s.mu.Unlock()
+		return info, nil // scheduled once ActorArgsReady brings the arguments
+	}
+	s.startActorLocked(e)
+	s.mu.Unlock()
+	return info, nil
+}
+
+// ActorArgsReady brings the resolved constructor arguments of an actor
+// registered in DEPENDENCIES_UNREADY, which is then scheduled.
+func (s *Server) ActorArgsReady(ctx context.Context, req *rpcpb.ActorArgs) (*rpcpb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.actors[req.ActorId]
+	if e == nil {
+		return nil, status.Errorf(codes.NotFound, "gcs: unknown actor %s", req.ActorId)
+	}
+	if e.info.State != rpcpb.ActorState_DEPENDENCIES_UNREADY {
+		return &rpcpb.Empty{}, nil // killed meanwhile, or a repeat
+	}
+	if req.Error != "" {
+		s.setActorLocked(e, func(i *rpcpb.ActorInfo) {
+			i.State, i.DeathCause = rpcpb.ActorState_ACTOR_DEAD, "a constructor argument failed: "+req.Error
+		})
+		return &rpcpb.Empty{}, nil
+	}
+	s.setActorLocked(e, func(i *rpcpb.ActorInfo) {
+		i.State, i.Spec.Args, i.Spec.DependenciesPending = rpcpb.ActorState_PENDING_CREATION, req.Args, false
+	})
+	s.startActorLocked(e)
+	return &rpcpb.Empty{}, nil
+}
+
+// startActorLocked runs the actor's lifetime, and watches its owner when
+// a worker (not a driver) created it. Caller holds s.mu.
+func (s *Server) startActorLocked(e *actorEntry) {
+	spec := e.info.Spec
+	j := s.jobs[spec.JobId]
 	actx, cancel := context.WithCancel(s.ctx)
 	e.stop = cancel
-	ownedByWorker := !spec.Detached && spec.OwnerAddress != "" && spec.OwnerAddress != j.DriverAddress
-	s.mu.Unlock()
+	ownedByWorker := !spec.Detached && spec.OwnerAddress != "" && j != nil && spec.OwnerAddress != j.DriverAddress
 	go s.runActor(actx, e)
 	if ownedByWorker {
 		// As in Ray, an actor dies with the worker that created it; a
@@ -129,7 +171,6 @@ func (s *Server) CreateActor(ctx context.Context, spec *rpcpb.ActorSpec) (*rpcpb
 			}
 		})
 	}
-	return info, nil
 }
 
 func (s *Server) GetActor(ctx context.Context, req *rpcpb.GetActorRequest) (*rpcpb.ActorInfo, error) {
@@ -165,6 +206,12 @@ func (s *Server) ListActors(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.ActorLi
 func (s *Server) KillActor(ctx context.Context, req *rpcpb.KillActorRequest) (*rpcpb.Empty, error) {
 	s.mu.Lock()
 	e := s.actors[req.ActorId]
+	if e != nil && e.info.State == rpcpb.ActorState_DEPENDENCIES_UNREADY {
+		// Not scheduled yet: nothing runs that could take the request.
+		s.setActorLocked(e, func(i *rpcpb.ActorInfo) {
+			i.State, i.DeathCause = rpcpb.ActorState_ACTOR_DEAD, "the actor was killed before its arguments were ready (goray.Kill)"
+		})
+	}
 	s.mu.Unlock()
 	if e == nil {
 		return nil, status.Errorf(codes.NotFound, "gcs: unknown actor %s", req.ActorId)
@@ -181,7 +228,16 @@ func (s *Server) killJobActors(jobID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.actors {
-		if e.info.Spec.JobId == jobID && !e.info.Spec.Detached && e.info.State != rpcpb.ActorState_ACTOR_DEAD {
+		if e.info.Spec.JobId != jobID || e.info.Spec.Detached || e.info.State == rpcpb.ActorState_ACTOR_DEAD {
+			continue
+		}
+		if e.info.State == rpcpb.ActorState_DEPENDENCIES_UNREADY {
+			s.setActorLocked(e, func(i *rpcpb.ActorInfo) {
+				i.State, i.DeathCause = rpcpb.ActorState_ACTOR_DEAD, "the actor's job finished (its driver exited)"
+			})
+			continue
+		}
+		{
 			select {
 			case e.kill <- killRequest{true, "the actor's job finished (its driver exited)"}:
 			default:

@@ -1374,24 +1374,25 @@ func (x *PubMessage) GetActor() *ActorInfo {
 }
 
 type ActorSpec struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	ActorId        string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	JobId          string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	ClassName      string                 `protobuf:"bytes,3,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
-	Args           [][]byte               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`                                                                                       // constructor arguments, resolved
-	Resources      map[string]float64     `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // declared; empty = 1 CPU to place, none held
-	MaxRestarts    int32                  `protobuf:"varint,6,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`                                                     // -1 = unlimited
-	MaxTaskRetries int32                  `protobuf:"varint,7,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"`                                          // -1 = unlimited
-	MaxConcurrency int32                  `protobuf:"varint,8,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
-	Name           string                 `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
-	Namespace      string                 `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Detached       bool                   `protobuf:"varint,11,opt,name=detached,proto3" json:"detached,omitempty"`
-	OwnerAddress   string                 `protobuf:"bytes,12,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
-	Strategy       SchedulingStrategy     `protobuf:"varint,13,opt,name=strategy,proto3,enum=goray.rpc.SchedulingStrategy" json:"strategy,omitempty"`
-	AffinityNodeId string                 `protobuf:"bytes,14,opt,name=affinity_node_id,json=affinityNodeId,proto3" json:"affinity_node_id,omitempty"`
-	AffinitySoft   bool                   `protobuf:"varint,15,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	ActorId             string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	JobId               string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ClassName           string                 `protobuf:"bytes,3,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
+	Args                [][]byte               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`                                                                                       // constructor arguments, resolved
+	Resources           map[string]float64     `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // declared; empty = 1 CPU to place, none held
+	MaxRestarts         int32                  `protobuf:"varint,6,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`                                                     // -1 = unlimited
+	MaxTaskRetries      int32                  `protobuf:"varint,7,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"`                                          // -1 = unlimited
+	MaxConcurrency      int32                  `protobuf:"varint,8,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	Name                string                 `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace           string                 `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Detached            bool                   `protobuf:"varint,11,opt,name=detached,proto3" json:"detached,omitempty"`
+	OwnerAddress        string                 `protobuf:"bytes,12,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	Strategy            SchedulingStrategy     `protobuf:"varint,13,opt,name=strategy,proto3,enum=goray.rpc.SchedulingStrategy" json:"strategy,omitempty"`
+	AffinityNodeId      string                 `protobuf:"bytes,14,opt,name=affinity_node_id,json=affinityNodeId,proto3" json:"affinity_node_id,omitempty"`
+	AffinitySoft        bool                   `protobuf:"varint,15,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`
+	DependenciesPending bool                   `protobuf:"varint,16,opt,name=dependencies_pending,json=dependenciesPending,proto3" json:"dependencies_pending,omitempty"` // args follow in ActorArgsReady
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ActorSpec) Reset() {
@@ -1529,6 +1530,73 @@ func (x *ActorSpec) GetAffinitySoft() bool {
 	return false
 }
 
+func (x *ActorSpec) GetDependenciesPending() bool {
+	if x != nil {
+		return x.DependenciesPending
+	}
+	return false
+}
+
+type ActorArgs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Args          [][]byte               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"` // a constructor argument failed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorArgs) Reset() {
+	*x = ActorArgs{}
+	mi := &file_goray_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorArgs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorArgs) ProtoMessage() {}
+
+func (x *ActorArgs) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorArgs.ProtoReflect.Descriptor instead.
+func (*ActorArgs) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ActorArgs) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ActorArgs) GetArgs() [][]byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ActorArgs) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ActorInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *ActorSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1548,7 +1616,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1628,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1641,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActorInfo) GetSpec() *ActorSpec {
@@ -1662,7 +1730,7 @@ type ActorList struct {
 
 func (x *ActorList) Reset() {
 	*x = ActorList{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1742,7 @@ func (x *ActorList) String() string {
 func (*ActorList) ProtoMessage() {}
 
 func (x *ActorList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1755,7 @@ func (x *ActorList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorList.ProtoReflect.Descriptor instead.
 func (*ActorList) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ActorList) GetActors() []*ActorInfo {
@@ -1708,7 +1776,7 @@ type GetActorRequest struct {
 
 func (x *GetActorRequest) Reset() {
 	*x = GetActorRequest{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1788,7 @@ func (x *GetActorRequest) String() string {
 func (*GetActorRequest) ProtoMessage() {}
 
 func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1801,7 @@ func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
 func (*GetActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetActorRequest) GetActorId() string {
@@ -1767,7 +1835,7 @@ type KillActorRequest struct {
 
 func (x *KillActorRequest) Reset() {
 	*x = KillActorRequest{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1847,7 @@ func (x *KillActorRequest) String() string {
 func (*KillActorRequest) ProtoMessage() {}
 
 func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1860,7 @@ func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
 func (*KillActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KillActorRequest) GetActorId() string {
@@ -1819,7 +1887,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1899,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1912,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Chunk) GetHash() string {
@@ -1870,7 +1938,7 @@ type BinaryRef struct {
 
 func (x *BinaryRef) Reset() {
 	*x = BinaryRef{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1950,7 @@ func (x *BinaryRef) String() string {
 func (*BinaryRef) ProtoMessage() {}
 
 func (x *BinaryRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1963,7 @@ func (x *BinaryRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRef.ProtoReflect.Descriptor instead.
 func (*BinaryRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BinaryRef) GetHash() string {
@@ -1914,7 +1982,7 @@ type HasBinaryReply struct {
 
 func (x *HasBinaryReply) Reset() {
 	*x = HasBinaryReply{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +1994,7 @@ func (x *HasBinaryReply) String() string {
 func (*HasBinaryReply) ProtoMessage() {}
 
 func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2007,7 @@ func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBinaryReply.ProtoReflect.Descriptor instead.
 func (*HasBinaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HasBinaryReply) GetFound() bool {
@@ -1970,7 +2038,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2050,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2063,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseRequest) GetJobId() string {
@@ -2093,7 +2161,7 @@ type LeaseUpdate struct {
 
 func (x *LeaseUpdate) Reset() {
 	*x = LeaseUpdate{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2173,7 @@ func (x *LeaseUpdate) String() string {
 func (*LeaseUpdate) ProtoMessage() {}
 
 func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2186,7 @@ func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseUpdate.ProtoReflect.Descriptor instead.
 func (*LeaseUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeaseUpdate) GetState() LeaseState {
@@ -2203,7 +2271,7 @@ type LeaseClientMessage struct {
 
 func (x *LeaseClientMessage) Reset() {
 	*x = LeaseClientMessage{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2283,7 @@ func (x *LeaseClientMessage) String() string {
 func (*LeaseClientMessage) ProtoMessage() {}
 
 func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2296,7 @@ func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClientMessage.ProtoReflect.Descriptor instead.
 func (*LeaseClientMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeaseClientMessage) GetRequest() *LeaseRequest {
@@ -2257,7 +2325,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2337,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2350,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2323,7 +2391,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2403,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2416,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WorkerBlocked) GetWorkerId() string {
@@ -2375,7 +2443,7 @@ type ObjectLocation struct {
 
 func (x *ObjectLocation) Reset() {
 	*x = ObjectLocation{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2455,7 @@ func (x *ObjectLocation) String() string {
 func (*ObjectLocation) ProtoMessage() {}
 
 func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2468,7 @@ func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocation.ProtoReflect.Descriptor instead.
 func (*ObjectLocation) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ObjectLocation) GetNodeId() string {
@@ -2429,7 +2497,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2509,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2522,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateObjectRequest) GetObjectId() string {
@@ -2494,7 +2562,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2574,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2587,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateObjectReply) GetPath() string {
@@ -2539,7 +2607,7 @@ type ObjectRequest struct {
 
 func (x *ObjectRequest) Reset() {
 	*x = ObjectRequest{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2619,7 @@ func (x *ObjectRequest) String() string {
 func (*ObjectRequest) ProtoMessage() {}
 
 func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2632,7 @@ func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRequest.ProtoReflect.Descriptor instead.
 func (*ObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ObjectRequest) GetObjectId() string {
@@ -2592,7 +2660,7 @@ type LocalObjectRequest struct {
 
 func (x *LocalObjectRequest) Reset() {
 	*x = LocalObjectRequest{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2672,7 @@ func (x *LocalObjectRequest) String() string {
 func (*LocalObjectRequest) ProtoMessage() {}
 
 func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2685,7 @@ func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectRequest.ProtoReflect.Descriptor instead.
 func (*LocalObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LocalObjectRequest) GetObjectId() string {
@@ -2651,7 +2719,7 @@ type ObjectLocationUpdate struct {
 
 func (x *ObjectLocationUpdate) Reset() {
 	*x = ObjectLocationUpdate{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2731,7 @@ func (x *ObjectLocationUpdate) String() string {
 func (*ObjectLocationUpdate) ProtoMessage() {}
 
 func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2744,7 @@ func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocationUpdate.ProtoReflect.Descriptor instead.
 func (*ObjectLocationUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ObjectLocationUpdate) GetObjectId() string {
@@ -2703,7 +2771,7 @@ type LocalObjectReply struct {
 
 func (x *LocalObjectReply) Reset() {
 	*x = LocalObjectReply{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2783,7 @@ func (x *LocalObjectReply) String() string {
 func (*LocalObjectReply) ProtoMessage() {}
 
 func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2796,7 @@ func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
 func (*LocalObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LocalObjectReply) GetPath() string {
@@ -2756,7 +2824,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +2836,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +2849,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ObjectChunk) GetSize() int64 {
@@ -2814,7 +2882,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +2894,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +2907,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() []string {
@@ -2862,7 +2930,7 @@ type ObjectStat struct {
 
 func (x *ObjectStat) Reset() {
 	*x = ObjectStat{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +2942,7 @@ func (x *ObjectStat) String() string {
 func (*ObjectStat) ProtoMessage() {}
 
 func (x *ObjectStat) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +2955,7 @@ func (x *ObjectStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
 func (*ObjectStat) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ObjectStat) GetObjectId() string {
@@ -2944,7 +3012,7 @@ type ObjectStoreStats struct {
 
 func (x *ObjectStoreStats) Reset() {
 	*x = ObjectStoreStats{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3024,7 @@ func (x *ObjectStoreStats) String() string {
 func (*ObjectStoreStats) ProtoMessage() {}
 
 func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3037,7 @@ func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
 func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ObjectStoreStats) GetNodeId() string {
@@ -3070,7 +3138,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3150,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3163,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -3191,7 +3259,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +3271,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +3284,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -3285,7 +3353,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3365,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3378,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -3340,7 +3408,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3420,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3433,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -3412,7 +3480,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3424,7 +3492,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3437,7 +3505,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{45}
+	return file_goray_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -3564,7 +3632,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x04node\x18\x02 \x01(\v2\x13.goray.rpc.NodeInfoR\x04node\x12$\n" +
 	"\x03job\x18\x03 \x01(\v2\x12.goray.rpc.JobInfoR\x03job\x12'\n" +
 	"\x04logs\x18\x04 \x01(\v2\x13.goray.rpc.LogBatchR\x04logs\x12*\n" +
-	"\x05actor\x18\x05 \x01(\v2\x14.goray.rpc.ActorInfoR\x05actor\"\xe4\x04\n" +
+	"\x05actor\x18\x05 \x01(\v2\x14.goray.rpc.ActorInfoR\x05actor\"\x97\x05\n" +
 	"\tActorSpec\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1d\n" +
@@ -3582,10 +3650,15 @@ const file_goray_proto_rawDesc = "" +
 	"\rowner_address\x18\f \x01(\tR\fownerAddress\x129\n" +
 	"\bstrategy\x18\r \x01(\x0e2\x1d.goray.rpc.SchedulingStrategyR\bstrategy\x12(\n" +
 	"\x10affinity_node_id\x18\x0e \x01(\tR\x0eaffinityNodeId\x12#\n" +
-	"\raffinity_soft\x18\x0f \x01(\bR\faffinitySoft\x1a<\n" +
+	"\raffinity_soft\x18\x0f \x01(\bR\faffinitySoft\x121\n" +
+	"\x14dependencies_pending\x18\x10 \x01(\bR\x13dependenciesPending\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe6\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"P\n" +
+	"\tActorArgs\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\fR\x04args\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xe6\x02\n" +
 	"\tActorInfo\x12(\n" +
 	"\x04spec\x18\x01 \x01(\v2\x14.goray.rpc.ActorSpecR\x04spec\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.goray.rpc.ActorStateR\x05state\x12\x18\n" +
@@ -3771,7 +3844,7 @@ const file_goray_proto_rawDesc = "" +
 	"INFEASIBLE\x10\x01\x12\v\n" +
 	"\aGRANTED\x10\x02\x12\r\n" +
 	"\tSPILLBACK\x10\x03\x12\f\n" +
-	"\bREJECTED\x10\x042\xc1\t\n" +
+	"\bREJECTED\x10\x042\xfb\t\n" +
 	"\n" +
 	"GcsService\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12D\n" +
@@ -3791,7 +3864,8 @@ const file_goray_proto_rawDesc = "" +
 	"\aPublish\x12\x15.goray.rpc.PubMessage\x1a\x10.goray.rpc.Empty\x129\n" +
 	"\vCreateActor\x12\x14.goray.rpc.ActorSpec\x1a\x14.goray.rpc.ActorInfo\x12<\n" +
 	"\bGetActor\x12\x1a.goray.rpc.GetActorRequest\x1a\x14.goray.rpc.ActorInfo\x12:\n" +
-	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x10.goray.rpc.Empty\x124\n" +
+	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x10.goray.rpc.Empty\x128\n" +
+	"\x0eActorArgsReady\x12\x14.goray.rpc.ActorArgs\x1a\x10.goray.rpc.Empty\x124\n" +
 	"\n" +
 	"ListActors\x12\x10.goray.rpc.Empty\x1a\x14.goray.rpc.ActorList\x12<\n" +
 	"\tHasBinary\x12\x14.goray.rpc.BinaryRef\x1a\x19.goray.rpc.HasBinaryReply\x121\n" +
@@ -3831,7 +3905,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -3855,76 +3929,77 @@ var file_goray_proto_goTypes = []any{
 	(*LogBatch)(nil),              // 19: goray.rpc.LogBatch
 	(*PubMessage)(nil),            // 20: goray.rpc.PubMessage
 	(*ActorSpec)(nil),             // 21: goray.rpc.ActorSpec
-	(*ActorInfo)(nil),             // 22: goray.rpc.ActorInfo
-	(*ActorList)(nil),             // 23: goray.rpc.ActorList
-	(*GetActorRequest)(nil),       // 24: goray.rpc.GetActorRequest
-	(*KillActorRequest)(nil),      // 25: goray.rpc.KillActorRequest
-	(*Chunk)(nil),                 // 26: goray.rpc.Chunk
-	(*BinaryRef)(nil),             // 27: goray.rpc.BinaryRef
-	(*HasBinaryReply)(nil),        // 28: goray.rpc.HasBinaryReply
-	(*LeaseRequest)(nil),          // 29: goray.rpc.LeaseRequest
-	(*LeaseUpdate)(nil),           // 30: goray.rpc.LeaseUpdate
-	(*LeaseClientMessage)(nil),    // 31: goray.rpc.LeaseClientMessage
-	(*RegisterWorkerRequest)(nil), // 32: goray.rpc.RegisterWorkerRequest
-	(*WorkerBlocked)(nil),         // 33: goray.rpc.WorkerBlocked
-	(*ObjectLocation)(nil),        // 34: goray.rpc.ObjectLocation
-	(*CreateObjectRequest)(nil),   // 35: goray.rpc.CreateObjectRequest
-	(*CreateObjectReply)(nil),     // 36: goray.rpc.CreateObjectReply
-	(*ObjectRequest)(nil),         // 37: goray.rpc.ObjectRequest
-	(*LocalObjectRequest)(nil),    // 38: goray.rpc.LocalObjectRequest
-	(*ObjectLocationUpdate)(nil),  // 39: goray.rpc.ObjectLocationUpdate
-	(*LocalObjectReply)(nil),      // 40: goray.rpc.LocalObjectReply
-	(*ObjectChunk)(nil),           // 41: goray.rpc.ObjectChunk
-	(*DeleteObjectsRequest)(nil),  // 42: goray.rpc.DeleteObjectsRequest
-	(*ObjectStat)(nil),            // 43: goray.rpc.ObjectStat
-	(*ObjectStoreStats)(nil),      // 44: goray.rpc.ObjectStoreStats
-	(*TaskSpec)(nil),              // 45: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 46: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 47: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 48: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 49: goray.rpc.CancelRequest
-	nil,                           // 50: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 51: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 52: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 53: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 54: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 55: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 56: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 57: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 58: goray.rpc.LeaseRequest.HoldEntry
+	(*ActorArgs)(nil),             // 22: goray.rpc.ActorArgs
+	(*ActorInfo)(nil),             // 23: goray.rpc.ActorInfo
+	(*ActorList)(nil),             // 24: goray.rpc.ActorList
+	(*GetActorRequest)(nil),       // 25: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),      // 26: goray.rpc.KillActorRequest
+	(*Chunk)(nil),                 // 27: goray.rpc.Chunk
+	(*BinaryRef)(nil),             // 28: goray.rpc.BinaryRef
+	(*HasBinaryReply)(nil),        // 29: goray.rpc.HasBinaryReply
+	(*LeaseRequest)(nil),          // 30: goray.rpc.LeaseRequest
+	(*LeaseUpdate)(nil),           // 31: goray.rpc.LeaseUpdate
+	(*LeaseClientMessage)(nil),    // 32: goray.rpc.LeaseClientMessage
+	(*RegisterWorkerRequest)(nil), // 33: goray.rpc.RegisterWorkerRequest
+	(*WorkerBlocked)(nil),         // 34: goray.rpc.WorkerBlocked
+	(*ObjectLocation)(nil),        // 35: goray.rpc.ObjectLocation
+	(*CreateObjectRequest)(nil),   // 36: goray.rpc.CreateObjectRequest
+	(*CreateObjectReply)(nil),     // 37: goray.rpc.CreateObjectReply
+	(*ObjectRequest)(nil),         // 38: goray.rpc.ObjectRequest
+	(*LocalObjectRequest)(nil),    // 39: goray.rpc.LocalObjectRequest
+	(*ObjectLocationUpdate)(nil),  // 40: goray.rpc.ObjectLocationUpdate
+	(*LocalObjectReply)(nil),      // 41: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 42: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 43: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 44: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 45: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 46: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 47: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 48: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 49: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 50: goray.rpc.CancelRequest
+	nil,                           // 51: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 52: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 53: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 54: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 55: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 56: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 57: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 58: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 59: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	50, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	51, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	51, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	52, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	52, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	53, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	53, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	54, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	54, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	55, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
 	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	55, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	56, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
 	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
 	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
 	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
 	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
-	22, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	56, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	23, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
+	57, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
 	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
 	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	22, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	57, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	23, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
+	58, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
 	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	58, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	59, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
 	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
-	29, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	34, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
-	34, // 28: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
-	43, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
-	34, // 30: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	30, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
+	35, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
+	35, // 28: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
+	44, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	35, // 30: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
 	5,  // 31: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
 	7,  // 32: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
 	4,  // 33: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
@@ -3940,65 +4015,67 @@ var file_goray_proto_depIdxs = []int32{
 	18, // 43: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
 	20, // 44: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
 	21, // 45: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	24, // 46: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	25, // 47: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	4,  // 48: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	27, // 49: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	26, // 50: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	27, // 51: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	31, // 52: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	35, // 53: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
-	37, // 54: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
-	38, // 55: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	37, // 56: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
-	37, // 57: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	42, // 58: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 59: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	32, // 60: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	33, // 61: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 62: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	47, // 63: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	49, // 64: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 65: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	39, // 66: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
-	6,  // 67: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 68: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 69: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 70: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 71: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 72: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 73: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 74: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 75: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 76: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 77: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 78: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 79: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 80: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	22, // 81: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	22, // 82: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 83: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	23, // 84: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	28, // 85: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 86: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	26, // 87: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	30, // 88: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	36, // 89: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 90: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	40, // 91: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 92: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	41, // 93: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 94: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	44, // 95: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 96: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 97: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 98: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	48, // 99: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 100: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 101: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	4,  // 102: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
-	67, // [67:103] is the sub-list for method output_type
-	31, // [31:67] is the sub-list for method input_type
+	25, // 46: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	26, // 47: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	22, // 48: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
+	4,  // 49: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	28, // 50: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	27, // 51: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	28, // 52: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	32, // 53: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	36, // 54: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	38, // 55: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	39, // 56: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	38, // 57: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	38, // 58: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	43, // 59: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 60: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	33, // 61: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	34, // 62: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 63: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	48, // 64: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	50, // 65: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 66: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	40, // 67: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	6,  // 68: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 69: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 70: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 71: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 72: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 73: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 74: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 75: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 76: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 77: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 78: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 79: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 80: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 81: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	23, // 82: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	23, // 83: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 84: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	4,  // 85: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
+	24, // 86: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	29, // 87: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 88: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	27, // 89: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	31, // 90: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	37, // 91: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 92: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	41, // 93: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 94: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	42, // 95: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 96: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	45, // 97: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 98: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 99: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 100: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	49, // 101: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 102: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 103: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 104: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	68, // [68:105] is the sub-list for method output_type
+	31, // [31:68] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -4015,7 +4092,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -40,6 +40,7 @@ const (
 	GcsService_CreateActor_FullMethodName     = "/goray.rpc.GcsService/CreateActor"
 	GcsService_GetActor_FullMethodName        = "/goray.rpc.GcsService/GetActor"
 	GcsService_KillActor_FullMethodName       = "/goray.rpc.GcsService/KillActor"
+	GcsService_ActorArgsReady_FullMethodName  = "/goray.rpc.GcsService/ActorArgsReady"
 	GcsService_ListActors_FullMethodName      = "/goray.rpc.GcsService/ListActors"
 	GcsService_HasBinary_FullMethodName       = "/goray.rpc.GcsService/HasBinary"
 	GcsService_PutBinary_FullMethodName       = "/goray.rpc.GcsService/PutBinary"
@@ -67,6 +68,7 @@ type GcsServiceClient interface {
 	CreateActor(ctx context.Context, in *ActorSpec, opts ...grpc.CallOption) (*ActorInfo, error)
 	GetActor(ctx context.Context, in *GetActorRequest, opts ...grpc.CallOption) (*ActorInfo, error)
 	KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*Empty, error)
+	ActorArgsReady(ctx context.Context, in *ActorArgs, opts ...grpc.CallOption) (*Empty, error)
 	ListActors(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ActorList, error)
 	HasBinary(ctx context.Context, in *BinaryRef, opts ...grpc.CallOption) (*HasBinaryReply, error)
 	PutBinary(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, Empty], error)
@@ -260,6 +262,16 @@ func (c *gcsServiceClient) KillActor(ctx context.Context, in *KillActorRequest, 
 	return out, nil
 }
 
+func (c *gcsServiceClient) ActorArgsReady(ctx context.Context, in *ActorArgs, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, GcsService_ActorArgsReady_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *gcsServiceClient) ListActors(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ActorList, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ActorList)
@@ -333,6 +345,7 @@ type GcsServiceServer interface {
 	CreateActor(context.Context, *ActorSpec) (*ActorInfo, error)
 	GetActor(context.Context, *GetActorRequest) (*ActorInfo, error)
 	KillActor(context.Context, *KillActorRequest) (*Empty, error)
+	ActorArgsReady(context.Context, *ActorArgs) (*Empty, error)
 	ListActors(context.Context, *Empty) (*ActorList, error)
 	HasBinary(context.Context, *BinaryRef) (*HasBinaryReply, error)
 	PutBinary(grpc.ClientStreamingServer[Chunk, Empty]) error
@@ -397,6 +410,9 @@ func (UnimplementedGcsServiceServer) GetActor(context.Context, *GetActorRequest)
 }
 func (UnimplementedGcsServiceServer) KillActor(context.Context, *KillActorRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method KillActor not implemented")
+}
+func (UnimplementedGcsServiceServer) ActorArgsReady(context.Context, *ActorArgs) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ActorArgsReady not implemented")
 }
 func (UnimplementedGcsServiceServer) ListActors(context.Context, *Empty) (*ActorList, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListActors not implemented")
@@ -730,6 +746,24 @@ func _GcsService_KillActor_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GcsService_ActorArgsReady_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActorArgs)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).ActorArgsReady(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_ActorArgsReady_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).ActorArgsReady(ctx, req.(*ActorArgs))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GcsService_ListActors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(Empty)
 	if err := dec(in); err != nil {
@@ -854,6 +888,10 @@ var GcsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KillActor",
 			Handler:    _GcsService_KillActor_Handler,
+		},
+		{
+			MethodName: "ActorArgsReady",
+			Handler:    _GcsService_ActorArgsReady_Handler,
 		},
 		{
 			MethodName: "ListActors",
