@@ -305,6 +305,11 @@ type madeActor struct {
 // makeActor creates an actor from a task: the task's worker owns it.
 var makeActor = goray.Register0("e2e.makeActor", func(ctx context.Context) (madeActor, error) {
 	h, err := counterClass.Remote(goray.Val(0))
+	if err == nil {
+		// Wait for the actor while this worker is busy, so the actor gets
+		// a process of its own rather than this one once it is idle.
+		_, err = goray.Get(ctx, incr.Remote(h, goray.Val(0)))
+	}
 	return madeActor{H: h, PID: os.Getpid()}, err
 })
 

@@ -260,8 +260,12 @@ func (cw *CoreWorker) readyLocally(ref Ref) bool {
 }
 
 func (cw *CoreWorker) fetch(ctx context.Context, ref Ref) (Result, error) {
+	var readErr error
 	for attempt := 0; ; attempt++ {
 		v, err := cw.lookup(ctx, ref, attempt > 0)
+		if err != nil && readErr != nil {
+			err = fmt.Errorf("%w (reading it failed: %s)", err, status.Convert(readErr).Message())
+		}
 		if err != nil || !v.plasma {
 			return Result{Data: v.data, AppErr: v.appErr}, err
 		}
@@ -269,6 +273,7 @@ func (cw *CoreWorker) fetch(ctx context.Context, ref Ref) (Result, error) {
 		if err == nil {
 			return Result{Data: data, release: release}, nil
 		}
+		readErr = err
 		if status.Code(err) != codes.NotFound || attempt >= 3 {
 			return Result{}, fmt.Errorf("goray: read object %s: %s", ref.ID, status.Convert(err).Message())
 		}

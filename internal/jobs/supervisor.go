@@ -22,6 +22,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
+	"github.com/goray/goray/internal/spawn"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -239,7 +240,7 @@ func (s *Supervisor) run(ctx context.Context, r *run) {
 		s.finish(r, Stopped, "", "", nil)
 		return
 	}
-	if err := cmd.Start(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
 		s.mu.Unlock()
 		fmt.Fprintf(logf, "goray: cannot start the entrypoint: %v\n", err)
 		s.finish(r, Failed, ErrorTypeEntrypoint, fmt.Sprintf("Cannot start the entrypoint: %v", err), nil)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/jobs/runtimeenv"
+	"github.com/goray/goray/internal/spawn"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -174,7 +175,7 @@ func (r *Raylet) startWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, 
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
 		return nil, fmt.Errorf("raylet: start worker for job %s: %w", job.JobId, err)
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
