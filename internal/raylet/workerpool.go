@@ -27,18 +27,19 @@ const TaskNameMarker = ":task_name:"
 
 // worker is one worker process of the pool. Guarded by Raylet.mu.
 type worker struct {
-	id       string
-	jobID    string
-	pid      int
-	address  string
-	taskAddr string
-	cmd      *exec.Cmd
-	leased   bool
-	detached bool // hosts a detached actor: survives its job
-	idleAt   time.Time
-	ready    chan struct{} // closed when the worker registered
-	exited   chan struct{} // closed when the process is gone
-	lease    *lease
+	id        string
+	jobID     string
+	pid       int
+	address   string
+	taskAddr  string
+	cmd       *exec.Cmd
+	leased    bool
+	detached  bool // hosts a detached actor: survives its job
+	idleAt    time.Time
+	ready     chan struct{} // closed when the worker registered
+	exited    chan struct{} // closed when the process is gone
+	exitState string        // how it ended, e.g. "signal: killed"; set before exited closes
+	lease     *lease
 }
 
 func newID(n int) string {
@@ -112,7 +113,7 @@ func (r *Raylet) popWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, er
 	case <-w.ready:
 		return w, nil
 	case <-w.exited:
-		return nil, fmt.Errorf("raylet: worker process %d exited before registering (%s): %s", w.pid, r.workerLogPath(w, "err"), logTail(r.workerLogPath(w, "err"), 1024))
+		return nil, fmt.Errorf("raylet: worker process %d exited before registering (%s; log %s): %s", w.pid, w.exitState, r.workerLogPath(w, "err"), logTail(r.workerLogPath(w, "err"), 1024))
 	case <-time.After(r.cfg.WorkerRegisterTimeout):
 		r.killWorker(w)
 		return nil, fmt.Errorf("raylet: worker process %d did not register within %s", w.pid, r.cfg.WorkerRegisterTimeout)
@@ -189,6 +190,7 @@ func (r *Raylet) startWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, 
 	go func() {
 		pipes.Wait()
 		cmd.Wait()
+		w.exitState = cmd.ProcessState.String() // read after exited is closed
 		r.workerExited(w)
 	}()
 	r.log.Debug("worker started", "worker", w.id, "pid", w.pid, "job", job.JobId)
