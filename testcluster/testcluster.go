@@ -136,7 +136,9 @@ func (c *Cluster) Env() []string {
 	env := append(os.Environ(),
 		"HOME="+c.Home, "GORAY_TEMP="+c.TempRoot, "GORAY_AUTH_TOKEN="+c.Token,
 		"GORAY_health_check_period_ms="+strconv.FormatInt(c.opts.HealthCheckPeriod.Milliseconds(), 10),
-		"GORAY_health_check_timeout_ms="+strconv.FormatInt(c.opts.HealthCheckPeriod.Milliseconds(), 10),
+		// A killed node refuses connections at once; the timeout only
+		// matters for slow ones (race builds), so it is generous.
+		"GORAY_health_check_timeout_ms=2000",
 		"GORAY_health_check_failure_threshold="+strconv.Itoa(c.opts.FailureThreshold),
 	)
 	if c.Address != "" {

@@ -508,7 +508,7 @@ func (s *Server) watchOwner(addr string, needed func() bool, gone func(error)) {
 	}
 	defer conn.Close()
 	client := rpcpb.NewCoreWorkerClient(conn)
-	failures := 0
+	failures, since := 0, time.Time{}
 	t := time.NewTicker(s.cfg.HealthCheckPeriod)
 	defer t.Stop()
 	for {
@@ -524,15 +524,28 @@ func (s *Server) watchOwner(addr string, needed func() bool, gone func(error)) {
 		_, err := client.Ping(ctx, &rpcpb.Empty{})
 		cancel()
 		if err == nil {
-			failures = 0
+			failures, since = 0, time.Time{}
 			continue
 		}
-		if failures++; failures >= s.cfg.FailureThreshold && s.ctx.Err() == nil {
+		if since.IsZero() {
+			since = time.Now()
+		}
+		// A refused connection means the process is gone; a slow answer
+		// only means it is busy (a driver under load), so that alone
+		// takes much longer to count as death.
+		if status.Code(err) == codes.Unavailable {
+			failures++
+		}
+		if (failures >= s.cfg.FailureThreshold || time.Since(since) > ownerUnresponsiveLimit) && s.ctx.Err() == nil {
 			gone(err)
 			return
 		}
 	}
 }
+
+// ownerUnresponsiveLimit is how long an owner may fail to answer pings
+// without refusing connections before it is taken for dead.
+const ownerUnresponsiveLimit = time.Minute
 
 func (s *Server) GetAllJobs(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.JobList, error) {
 	s.mu.Lock()
