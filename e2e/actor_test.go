@@ -366,3 +366,25 @@ func TestActorWaitsForItsArguments(t *testing.T) {
 		t.Fatalf("actor with a failed argument: %v", err)
 	}
 }
+
+var slowPID = goray.Method0(counterClass, "slowPID", func(ctx context.Context, c *Counter) (int, error) {
+	time.Sleep(500 * time.Millisecond)
+	return os.Getpid(), nil
+})
+
+func TestActorTaskRetries(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{HeadCPUs: 2})
+	connect(t, c)
+	h, err := counterClass.Options(goray.MaxRestarts(1), goray.MaxTaskRetries(1)).Remote(goray.Val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := getT(t, counterPID.Remote(h))
+	inFlight := slowPID.Remote(h)
+	syscall.Kill(old, syscall.SIGKILL)
+	// The call that was running when the actor died runs again on its
+	// restarted incarnation.
+	if pid := getT(t, inFlight); pid == old {
+		t.Fatalf("retried call reports the dead process %d", pid)
+	}
+}

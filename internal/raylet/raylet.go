@@ -13,7 +13,6 @@ import (
 	"net"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -656,4 +655,3 @@ func (r *Raylet) Snapshot() (available map[string]float64, queued []string) {
 	return r.available.Clone(), queued
 }
 
-var _ = syscall.SIGKILL
