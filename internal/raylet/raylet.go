@@ -654,4 +654,3 @@ func (r *Raylet) Snapshot() (available map[string]float64, queued []string) {
 	sort.Strings(queued)
 	return r.available.Clone(), queued
 }
-
