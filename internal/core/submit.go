@@ -230,23 +230,22 @@ func (cw *CoreWorker) enqueue(t *task, front bool) {
 	}
 }
 
-// next pops the next queued task of a class, waiting up to linger.
-func (cw *CoreWorker) next(c *schedClass, linger time.Duration) *task {
-	var timer *time.Timer
+// next pops the next queued task of a class, waiting up to linger on the
+// caller's reusable timer.
+func (cw *CoreWorker) next(c *schedClass, timer *time.Timer, linger time.Duration) *task {
+	armed := false
 	for {
 		cw.mu.Lock()
 		if len(c.queue) > 0 {
 			t := c.queue[0]
 			c.queue = c.queue[1:]
 			cw.mu.Unlock()
-			if timer != nil {
-				timer.Stop()
-			}
 			return t
 		}
 		cw.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(linger)
+		if !armed {
+			timer.Reset(linger)
+			armed = true
 		}
 		select {
 		case <-c.idle:
@@ -397,36 +396,51 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 		t  *task
 		at time.Time
 	}
+	// mu guards fifo (pushed tasks awaiting replies, in push order) and window.
 	var (
 		mu       sync.Mutex
-		inFlight int
+		fifo     []sent
 		window   = 1
 		freed    = make(chan struct{}, 1)
-		sentQ    = make(chan sent, maxInFlight)
 		recvDone = make(chan struct{})
 	)
-	// The receiver completes tasks in push order and adapts the window.
+	inFlight := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fifo), window
+	}
+	// The receiver blocks in Recv and completes tasks in push order; the
+	// pusher appends to fifo before each send, so a reply always finds
+	// its task there.
 	go func() {
 		defer close(recvDone)
-		for s := range sentQ {
+		for {
 			reply, err := push.Recv()
+			mu.Lock()
 			if err != nil {
+				lost := fifo
+				fifo = nil
+				mu.Unlock()
 				cancel()
-				cw.workerFailed(s.t, err)
-				for s := range sentQ {
+				for _, s := range lost {
 					cw.workerFailed(s.t, err)
 				}
 				return
 			}
-			cw.finishReply(s.t, reply)
-			mu.Lock()
-			inFlight--
-			if time.Since(s.at) < fastTaskLatency*time.Duration(inFlight+1) {
+			if len(fifo) == 0 {
+				mu.Unlock()
+				cancel()
+				return // a reply for nothing: the worker is confused
+			}
+			s := fifo[0]
+			fifo = fifo[1:]
+			if time.Since(s.at) < fastTaskLatency*time.Duration(len(fifo)+1) {
 				window = min(window*2, maxInFlight)
 			} else {
 				window = 1
 			}
 			mu.Unlock()
+			cw.finishReply(s.t, reply)
 			select {
 			case freed <- struct{}{}:
 			default:
@@ -434,13 +448,13 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 		}
 	}()
 	defer func() {
-		close(sentQ)
+		cancel() // ends a receiver still waiting
 		<-recvDone
 	}()
+	linger := time.NewTimer(cw.cfg.LeaseLinger)
+	defer linger.Stop()
 	for ctx.Err() == nil {
-		mu.Lock()
-		n, w := inFlight, window
-		mu.Unlock()
+		n, w := inFlight()
 		if n >= w {
 			select {
 			case <-freed:
@@ -448,9 +462,9 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 			}
 			continue
 		}
-		t := cw.next(c, cw.cfg.LeaseLinger)
+		t := cw.next(c, linger, cw.cfg.LeaseLinger)
 		if t == nil {
-			if n > 0 {
+			if n, _ = inFlight(); n > 0 {
 				select {
 				case <-freed:
 				case <-ctx.Done():
@@ -458,6 +472,7 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 				continue
 			}
 			push.CloseSend()
+			<-recvDone // the worker closes its end once it saw ours
 			l.stream.CloseSend()
 			// Wait for the raylet to take the worker back.
 			for {
@@ -475,11 +490,10 @@ func (cw *CoreWorker) runLease(c *schedClass, l *leaseHandle, g *rpcpb.LeaseUpda
 		t.spec.GpuIds = g.GpuIds
 		cw.mu.Unlock()
 		mu.Lock()
-		inFlight++
+		fifo = append(fifo, sent{t, time.Now()})
 		mu.Unlock()
-		sentQ <- sent{t, time.Now()}
 		if err := push.Send(t.spec); err != nil {
-			// The receiver sees the broken stream and fails what was sent.
+			// The receiver sees the broken connection and fails what was sent.
 			cancel()
 			return
 		}
