@@ -79,14 +79,18 @@ const maxLeaseRequests = 10
 // SubmitTask submits a task and returns the ref of its result, holding
 // one local reference (released with RemoveLocalRef).
 func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) Ref {
-	shape := scheduler.Resources{}
-	for k, v := range opts.Resources {
-		if v != 0 {
-			shape[k] = v
+	shape, shapeKey := defaultShape, defaultShapeKey
+	if len(opts.Resources) > 0 {
+		shape = scheduler.Resources{}
+		for k, v := range opts.Resources {
+			if v != 0 {
+				shape[k] = v
+			}
 		}
-	}
-	if _, ok := opts.Resources["CPU"]; !ok {
-		shape["CPU"] = 1
+		if _, ok := opts.Resources["CPU"]; !ok {
+			shape["CPU"] = 1
+		}
+		shapeKey = shape.Key()
 	}
 	name := opts.Name
 	if name == "" {
@@ -111,7 +115,10 @@ func (cw *CoreWorker) SubmitTask(function string, args []Arg, opts TaskOptions) 
 	// As Ray's SchedulingKey, the class includes the task's ref arguments:
 	// tasks over different objects get leases of their own, so a fast
 	// first lease does not drain a whole SPREAD batch.
-	key := fmt.Sprintf("%s|%s|%d|%s|%v", function, shape.Key(), opts.Strategy, opts.AffinityNodeID, opts.AffinitySoft)
+	key := function + "|" + shapeKey
+	if opts.Strategy != rpcpb.SchedulingStrategy_DEFAULT {
+		key += fmt.Sprintf("|%d|%s|%v", opts.Strategy, opts.AffinityNodeID, opts.AffinitySoft)
+	}
 	for _, a := range args {
 		if a.Ref != nil {
 			key += "|" + a.Ref.ID
@@ -173,6 +180,15 @@ func (cw *CoreWorker) resolve(t *task, args []Arg) {
 	cw.enqueue(t, false)
 }
 
+// defaultShape is a task's shape when it names no resources (Ray: 1 CPU);
+// shared, never modified.
+var (
+	defaultShape    = scheduler.Resources{"CPU": 1}
+	defaultShapeKey = defaultShape.Key()
+)
+
+func noRelease() {}
+
 // promoteArgs moves large inline arguments into the node's object store,
 // as Ray does for large by-value arguments, so task messages stay small.
 // release drops the refs promoteArgs made once the task has pinned them.
@@ -183,6 +199,13 @@ func (cw *CoreWorker) promoteArgs(args []Arg) (out []Arg, release func(), err er
 		for _, id := range made {
 			cw.RemoveLocalRef(id)
 		}
+	}
+	large := false
+	for _, a := range args {
+		large = large || (a.Ref == nil && len(a.Data) > MaxInline)
+	}
+	if !large {
+		return args, noRelease, nil
 	}
 	for i, a := range args {
 		if a.Ref != nil || len(a.Data) <= MaxInline {

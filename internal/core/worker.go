@@ -215,7 +215,16 @@ func (cw *CoreWorker) conn(addr string) (*grpc.ClientConn, error) {
 }
 
 func (cw *CoreWorker) nextID() string {
-	return fmt.Sprintf("%s%010x", cw.prefix, cw.counter.Add(1))
+	// prefix + 10 hex digits, without fmt: ids are made on every call.
+	const hexdig = "0123456789abcdef"
+	b := make([]byte, len(cw.prefix)+10)
+	copy(b, cw.prefix)
+	n := cw.counter.Add(1)
+	for i := len(b) - 1; i >= len(cw.prefix); i-- {
+		b[i] = hexdig[n&0xf]
+		n >>= 4
+	}
+	return string(b)
 }
 
 // ---------------------------------------------------------------- objects
