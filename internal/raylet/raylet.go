@@ -185,8 +185,8 @@ func Start(cfg Config) (*Raylet, error) {
 // the node process should exit, as Ray's raylet does.
 func (r *Raylet) Dead() <-chan error { return r.dead }
 
-// Stop kills the node's workers and stops serving. With unregister the GCS
-// is told the node is leaving (a clean stop).
+// Stop kills the node's workers and stops serving (call Unregister first
+// for a clean stop).
 func (r *Raylet) Stop() {
 	r.cancel()
 	r.mu.Lock()
