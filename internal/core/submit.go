@@ -59,6 +59,7 @@ type schedClass struct {
 	req        *rpcpb.LeaseRequest
 	queue      []*task
 	requests   int           // lease requests in flight
+	waiting    int           // granted leases waiting in next for a task
 	idle       chan struct{} // signalled when a task is queued
 	leases     map[*leaseHandle]struct{}
 	infeasible string // last infeasibility reason reported by a raylet
@@ -239,7 +240,9 @@ func (cw *CoreWorker) enqueue(t *task, front bool) {
 	} else {
 		c.queue = append(c.queue, t)
 	}
-	need := len(c.queue) > c.requests && c.requests < maxLeaseRequests
+	// A lease waiting for work takes the task; only more tasks than
+	// waiting leases and lease requests call for another request.
+	need := len(c.queue) > c.requests+c.waiting && c.requests < maxLeaseRequests
 	if need {
 		c.requests++
 	}
@@ -265,16 +268,23 @@ func (cw *CoreWorker) next(c *schedClass, timer *time.Timer, linger time.Duratio
 			cw.mu.Unlock()
 			return t
 		}
+		c.waiting++
 		cw.mu.Unlock()
 		if !armed {
 			timer.Reset(linger)
 			armed = true
 		}
+		var woke bool
 		select {
 		case <-c.idle:
+			woke = true
 		case <-timer.C:
-			return nil
 		case <-cw.ctx.Done():
+		}
+		cw.mu.Lock()
+		c.waiting--
+		cw.mu.Unlock()
+		if !woke {
 			return nil
 		}
 	}
