@@ -45,13 +45,11 @@ type ObjectRef[T any] struct {
 type refHandle struct{ ref core.Ref }
 
 // newRef wraps a ref that holds one local reference of r's core worker
-// (owned refs) and arranges for the reference to be dropped with it.
+// and arranges for the reference to be dropped with the handle.
 func newRef[T any](r *runtime, ref core.Ref) ObjectRef[T] {
 	h := &refHandle{ref: ref}
-	if ref.Owner == r.cw.Address() {
-		cw := r.cw
-		gort.AddCleanup(h, func(id string) { cw.RemoveLocalRef(id) }, ref.ID)
-	}
+	cw := r.cw
+	gort.AddCleanup(h, func(id string) { cw.RemoveLocalRef(id) }, ref.ID)
 	return ObjectRef[T]{h: h}
 }
 
@@ -72,17 +70,21 @@ func (r ObjectRef[T]) submitErr() error {
 	return r.err
 }
 
-// EncodeMsgpack lets refs travel inside values. A ref its owner sends
-// away this way stays pinned for the owner's lifetime.
+// EncodeMsgpack lets refs travel inside values. Inside task arguments and
+// Put values the ref is kept as long as they are; anywhere else (a task's
+// result, a value encoded by other code) it stays pinned.
 func (r ObjectRef[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 	ref := r.coreRef()
-	if rt, err := current(); err == nil && ref.Owner == rt.cw.Address() {
-		rt.cw.MarkEscaped(ref.ID)
+	if !codec.Track(enc, ref) {
+		if rt, err := current(); err == nil {
+			rt.cw.Pin(ref)
+		}
 	}
 	return enc.EncodeMulti(ref.ID, ref.Owner)
 }
 
-// DecodeMsgpack is the inverse of EncodeMsgpack.
+// DecodeMsgpack is the inverse of EncodeMsgpack; a process decoding a ref
+// it does not own becomes its borrower until the handle is collected.
 func (r *ObjectRef[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	var ref core.Ref
 	if err := dec.DecodeMulti(&ref.ID, &ref.Owner); err != nil {
@@ -93,11 +95,20 @@ func (r *ObjectRef[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 		r.h = &refHandle{ref: ref}
 		return nil
 	}
-	if ref.Owner == rt.cw.Address() {
-		rt.cw.AddLocalRef(ref.ID)
-	}
+	rt.cw.AddBorrowedRef(ref)
 	*r = newRef[T](rt, ref)
 	return nil
+}
+
+// trackedRefs picks the refs out of what an encoding tracked.
+func trackedRefs(tracked []any) []core.Ref {
+	var out []core.Ref
+	for _, x := range tracked {
+		if ref, ok := x.(core.Ref); ok {
+			out = append(out, ref)
+		}
+	}
+	return out
 }
 
 // AnyRef is an ObjectRef of any type, for Wait and Cancel.
@@ -113,11 +124,11 @@ func Put[T any](v T) (ObjectRef[T], error) {
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	size, fill, err := codec.Sized(v)
+	size, write, tracked, err := codec.Sized(v)
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	ref, err := r.cw.PutEncoded(context.Background(), int64(size), fill)
+	ref, err := r.cw.PutEncoded(context.Background(), int64(size), write, trackedRefs(tracked)...)
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}

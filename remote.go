@@ -39,8 +39,8 @@ type Arg[T any] interface {
 type valArg[T any] struct{ v T }
 
 func (a valArg[T]) toArg() (core.Arg, error) {
-	b, err := codec.Encode(a.v)
-	return core.Arg{Data: b}, err
+	b, tracked, err := codec.EncodeTracked(a.v)
+	return core.Arg{Data: b, Contained: trackedRefs(tracked)}, err
 }
 
 // Val passes a value as a remote call's argument.

@@ -199,3 +199,55 @@ func TestObjectsGoWithTheirJob(t *testing.T) {
 		return st.CreatedBytes > 2<<20 && st.NumObjects == 0
 	})
 }
+
+var holdRef = goray.Register1("e2e.holdRef", func(ctx context.Context, e struct{ R goray.ObjectRef[[]byte] }) (int, error) {
+	b, err := goray.Get(ctx, e.R)
+	return len(b), err
+})
+
+func TestRefsInsideValuesAreFreed(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Workers: 1})
+	connect(t, c)
+	ref, err := goray.Put(pseudoRandom(3, 4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker on another node borrows the ref from inside an argument.
+	n := getT(t, holdRef.Options(goray.NodeAffinity(c.Workers[0].Info.NodeID, false)).Remote(goray.Val(struct{ R goray.ObjectRef[[]byte] }{ref})))
+	if n != 4<<20 {
+		t.Fatalf("borrowed object read %d bytes", n)
+	}
+	// Inside a Put value, it lives as long as that value.
+	outer, err := goray.Put(struct{ R goray.ObjectRef[[]byte] }{ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref = goray.ObjectRef[[]byte]{}
+	runtime.GC()
+	if st := storeStats(t, c, c.Head); st.NumObjects != 1 {
+		t.Fatalf("an object held inside a live value was freed: %+v", st)
+	}
+	got, err := goray.Get(context.Background(), outer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := getT(t, holdRef.Remote(goray.Val(got))); n != 4<<20 {
+		t.Fatalf("ref read back from the outer value: %d bytes", n)
+	}
+	// Once nothing holds it (the borrower worker dropped its handle, the
+	// outer value is gone), it is freed on every node.
+	outer, got = goray.ObjectRef[struct{ R goray.ObjectRef[[]byte] }]{}, struct{ R goray.ObjectRef[[]byte] }{}
+	testcluster.Eventually(t, 30*time.Second, "the object to be freed everywhere", func() bool {
+		runtime.GC()
+		getT(t, gcWorkers.Options(goray.NodeAffinity(c.Workers[0].Info.NodeID, false)).Remote())
+		getT(t, gcWorkers.Options(goray.NodeAffinity(c.Head.Info.NodeID, false)).Remote())
+		return storeStats(t, c, c.Head).NumObjects == 0 && storeStats(t, c, c.Workers[0]).NumObjects == 0
+	})
+}
+
+// gcWorkers runs the collector in a worker, so handles it dropped release
+// their borrows.
+var gcWorkers = goray.Register0("e2e.gc", func(context.Context) (int, error) {
+	runtime.GC()
+	return 0, nil
+})

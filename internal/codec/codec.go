@@ -4,10 +4,12 @@
 package codec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -19,7 +21,8 @@ const (
 
 var bytesType = reflect.TypeOf([]byte(nil))
 
-// Encode returns the wire form of v.
+// Encode returns the wire form of v. Custom encoders of v's parts see no
+// tracker (Track returns false).
 func Encode(v any) ([]byte, error) {
 	if b, ok := v.([]byte); ok {
 		out := make([]byte, 1+len(b))
@@ -35,6 +38,44 @@ func Encode(v any) ([]byte, error) {
 	out[0] = tagMsgpack
 	copy(out[1:], b)
 	return out, nil
+}
+
+// tracking maps an encoder in use by EncodeTracked to what custom
+// encoders report through Track.
+var tracking sync.Map // *msgpack.Encoder → *[]any
+
+// EncodeTracked is Encode that also returns what the custom encoders of
+// v's parts reported with Track (the refs a value contains).
+func EncodeTracked(v any) (data []byte, tracked []any, err error) {
+	if b, ok := v.([]byte); ok {
+		out := make([]byte, 1+len(b))
+		out[0] = tagBytes
+		copy(out[1:], b)
+		return out, nil, nil
+	}
+	var buf bytes.Buffer
+	buf.WriteByte(tagMsgpack)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	var seen []any
+	tracking.Store(enc, &seen)
+	defer tracking.Delete(enc)
+	if err := enc.Encode(v); err != nil {
+		return nil, nil, fmt.Errorf("codec: encode %T: %w", v, err)
+	}
+	return buf.Bytes(), seen, nil
+}
+
+// Track reports x from a custom encoder. It returns false when the value
+// is not being encoded by EncodeTracked (nobody collects it).
+func Track(enc *msgpack.Encoder, x any) bool {
+	p, ok := tracking.Load(enc)
+	if ok {
+		list := p.(*[]any)
+		*list = append(*list, x)
+	}
+	return ok
 }
 
 // Decode stores the value encoded in data into ptr, which must be a
@@ -70,10 +111,11 @@ func Decode(data []byte, ptr any) error {
 }
 
 // Sized encodes v for a destination the caller allocates (a value put
-// straight into the object store): it returns the encoded size and a write
-// function that writes the encoding at offset 0 of w. A []byte is written
-// from the caller's slice, with no intermediate buffer.
-func Sized(v any) (size int, write func(w io.WriterAt) error, err error) {
+// straight into the object store): it returns the encoded size, a write
+// function that writes the encoding at offset 0 of w, and what v's parts
+// reported with Track. A []byte is written from the caller's slice, with
+// no intermediate buffer.
+func Sized(v any) (size int, write func(w io.WriterAt) error, tracked []any, err error) {
 	if b, ok := v.([]byte); ok {
 		return 1 + len(b), func(w io.WriterAt) error {
 			if _, err := w.WriteAt([]byte{tagBytes}, 0); err != nil {
@@ -81,16 +123,16 @@ func Sized(v any) (size int, write func(w io.WriterAt) error, err error) {
 			}
 			_, err := w.WriteAt(b, 1)
 			return err
-		}, nil
+		}, nil, nil
 	}
-	enc, err := Encode(v)
+	enc, tracked, err := EncodeTracked(v)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	return len(enc), func(w io.WriterAt) error {
 		_, err := w.WriteAt(enc, 0)
 		return err
-	}, nil
+	}, tracked, nil
 }
 
 // Buffer is an io.WriterAt over a byte slice of the final size.

@@ -134,11 +134,13 @@ func (cw *CoreWorker) AddObjectLocation(ctx context.Context, req *rpcpb.ObjectLo
 }
 
 // PutEncoded stores an encoded value owned by this worker: inline when
-// small, else in the node's object store. The returned ref holds one
-// local reference, released with RemoveLocalRef.
-func (cw *CoreWorker) PutEncoded(ctx context.Context, size int64, write func(io.WriterAt) error) (Ref, error) {
+// small, else in the node's object store; contained are the refs inside
+// the value, kept while it lives. The returned ref holds one local
+// reference, released with RemoveLocalRef.
+func (cw *CoreWorker) PutEncoded(ctx context.Context, size int64, write func(io.WriterAt) error, contained ...Ref) (Ref, error) {
 	id := cw.nextID()
 	cw.AddLocalRef(id) // adopted by the caller's handle
+	cw.hold(id, contained)
 	if size <= MaxInline {
 		data := make([]byte, size)
 		if err := write(codec.Buffer(data)); err != nil {

@@ -27,6 +27,9 @@ func newID(n int) string {
 type Arg struct {
 	Data []byte
 	Ref  *Ref
+	// Contained are the refs inside Data; they are kept while the task is
+	// pending, like Ref.
+	Contained []Ref
 }
 
 // TaskOptions are the per-call options of a task (Ray's .options()).
@@ -222,6 +225,7 @@ func (cw *CoreWorker) promoteArgs(args []Arg) (out []Arg, release func(), err er
 			return nil, nil, fmt.Errorf("goray: argument %d (%d bytes): %w", i, len(data), err)
 		}
 		made = append(made, ref.ID)
+		cw.hold(ref.ID, a.Contained)
 		out[i] = Arg{Ref: &ref}
 	}
 	return out, release, nil

@@ -124,7 +124,7 @@ func Start(cfg Config) (*CoreWorker, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cw := &CoreWorker{
 		cfg: cfg, log: log.With("component", "core_worker"), address: ln.Addr().String(),
-		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(), rc: refCounter{refs: map[string]*refCount{}},
+		prefix: newID(6), ctx: ctx, cancel: cancel, store: newMemoryStore(), rc: refCounter{refs: map[string]*refCount{}, holds: map[string][]Ref{}},
 		conns: map[string]*grpc.ClientConn{}, tasks: map[string]*task{}, classes: map[string]*schedClass{}, lineage: map[string]*task{},
 		running: map[string]context.CancelFunc{}, actors: map[string]*actorClient{},
 	}

@@ -2709,6 +2709,58 @@ func (x *LocalObjectRequest) GetJobId() string {
 	return ""
 }
 
+type BorrowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Borrower      string                 `protobuf:"bytes,2,opt,name=borrower,proto3" json:"borrower,omitempty"` // the borrower's core worker address
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowRequest) Reset() {
+	*x = BorrowRequest{}
+	mi := &file_goray_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowRequest) ProtoMessage() {}
+
+func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
+func (*BorrowRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *BorrowRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *BorrowRequest) GetBorrower() string {
+	if x != nil {
+		return x.Borrower
+	}
+	return ""
+}
+
 type ObjectLocationUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
@@ -2719,7 +2771,7 @@ type ObjectLocationUpdate struct {
 
 func (x *ObjectLocationUpdate) Reset() {
 	*x = ObjectLocationUpdate{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2783,7 @@ func (x *ObjectLocationUpdate) String() string {
 func (*ObjectLocationUpdate) ProtoMessage() {}
 
 func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2796,7 @@ func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocationUpdate.ProtoReflect.Descriptor instead.
 func (*ObjectLocationUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ObjectLocationUpdate) GetObjectId() string {
@@ -2771,7 +2823,7 @@ type LocalObjectReply struct {
 
 func (x *LocalObjectReply) Reset() {
 	*x = LocalObjectReply{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2835,7 @@ func (x *LocalObjectReply) String() string {
 func (*LocalObjectReply) ProtoMessage() {}
 
 func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2848,7 @@ func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
 func (*LocalObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LocalObjectReply) GetPath() string {
@@ -2824,7 +2876,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +2888,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +2901,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ObjectChunk) GetSize() int64 {
@@ -2882,7 +2934,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +2946,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +2959,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() []string {
@@ -2930,7 +2982,7 @@ type ObjectStat struct {
 
 func (x *ObjectStat) Reset() {
 	*x = ObjectStat{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +2994,7 @@ func (x *ObjectStat) String() string {
 func (*ObjectStat) ProtoMessage() {}
 
 func (x *ObjectStat) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3007,7 @@ func (x *ObjectStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
 func (*ObjectStat) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ObjectStat) GetObjectId() string {
@@ -3012,7 +3064,7 @@ type ObjectStoreStats struct {
 
 func (x *ObjectStoreStats) Reset() {
 	*x = ObjectStoreStats{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3076,7 @@ func (x *ObjectStoreStats) String() string {
 func (*ObjectStoreStats) ProtoMessage() {}
 
 func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3089,7 @@ func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
 func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ObjectStoreStats) GetNodeId() string {
@@ -3138,7 +3190,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3202,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3215,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -3259,7 +3311,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3323,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3336,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -3353,7 +3405,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3417,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3430,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -3408,7 +3460,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3472,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3485,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{45}
+	return file_goray_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -3480,7 +3532,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3544,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3557,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{46}
+	return file_goray_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -3750,7 +3802,10 @@ const file_goray_proto_rawDesc = "" +
 	"\x12LocalObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x127\n" +
 	"\tlocations\x18\x02 \x03(\v2\x19.goray.rpc.ObjectLocationR\tlocations\x12\x15\n" +
-	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"j\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"H\n" +
+	"\rBorrowRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x1a\n" +
+	"\bborrower\x18\x02 \x01(\tR\bborrower\"j\n" +
 	"\x14ObjectLocationUpdate\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x125\n" +
 	"\blocation\x18\x02 \x01(\v2\x19.goray.rpc.ObjectLocationR\blocation\":\n" +
@@ -3883,14 +3938,16 @@ const file_goray_proto_rawDesc = "" +
 	"\x13GetObjectStoreStats\x12\x10.goray.rpc.Empty\x1a\x1b.goray.rpc.ObjectStoreStats\x12F\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x10.goray.rpc.Empty0\x01\x12;\n" +
 	"\rNotifyBlocked\x12\x18.goray.rpc.WorkerBlocked\x1a\x10.goray.rpc.Empty\x121\n" +
-	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xff\x01\n" +
+	"\vHealthCheck\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty2\xf8\x02\n" +
 	"\n" +
 	"CoreWorker\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x128\n" +
 	"\n" +
 	"CancelTask\x12\x18.goray.rpc.CancelRequest\x1a\x10.goray.rpc.Empty\x12*\n" +
 	"\x04Ping\x12\x10.goray.rpc.Empty\x1a\x10.goray.rpc.Empty\x12F\n" +
-	"\x11AddObjectLocation\x12\x1f.goray.rpc.ObjectLocationUpdate\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
+	"\x11AddObjectLocation\x12\x1f.goray.rpc.ObjectLocationUpdate\x1a\x10.goray.rpc.Empty\x129\n" +
+	"\vAddBorrower\x12\x18.goray.rpc.BorrowRequest\x1a\x10.goray.rpc.Empty\x12<\n" +
+	"\x0eRemoveBorrower\x12\x18.goray.rpc.BorrowRequest\x1a\x10.goray.rpc.EmptyB$Z\"github.com/goray/goray/proto/rpcpbb\x06proto3"
 
 var (
 	file_goray_proto_rawDescOnce sync.Once
@@ -3905,7 +3962,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -3947,58 +4004,59 @@ var file_goray_proto_goTypes = []any{
 	(*CreateObjectReply)(nil),     // 37: goray.rpc.CreateObjectReply
 	(*ObjectRequest)(nil),         // 38: goray.rpc.ObjectRequest
 	(*LocalObjectRequest)(nil),    // 39: goray.rpc.LocalObjectRequest
-	(*ObjectLocationUpdate)(nil),  // 40: goray.rpc.ObjectLocationUpdate
-	(*LocalObjectReply)(nil),      // 41: goray.rpc.LocalObjectReply
-	(*ObjectChunk)(nil),           // 42: goray.rpc.ObjectChunk
-	(*DeleteObjectsRequest)(nil),  // 43: goray.rpc.DeleteObjectsRequest
-	(*ObjectStat)(nil),            // 44: goray.rpc.ObjectStat
-	(*ObjectStoreStats)(nil),      // 45: goray.rpc.ObjectStoreStats
-	(*TaskSpec)(nil),              // 46: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 47: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 48: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 49: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 50: goray.rpc.CancelRequest
-	nil,                           // 51: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 52: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 53: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 54: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 55: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 56: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 57: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 58: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 59: goray.rpc.LeaseRequest.HoldEntry
+	(*BorrowRequest)(nil),         // 40: goray.rpc.BorrowRequest
+	(*ObjectLocationUpdate)(nil),  // 41: goray.rpc.ObjectLocationUpdate
+	(*LocalObjectReply)(nil),      // 42: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 43: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 44: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 45: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 46: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 47: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 48: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 49: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 50: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 51: goray.rpc.CancelRequest
+	nil,                           // 52: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 53: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 54: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 55: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 56: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 57: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 58: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 59: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 60: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	51, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	52, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	52, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	53, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	53, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	54, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	54, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	55, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	55, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	56, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
 	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	56, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	57, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
 	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
 	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
 	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
 	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
 	23, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	57, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	58, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
 	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
 	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
 	23, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	58, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	59, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
 	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	59, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	60, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
 	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
 	30, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
 	35, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
 	35, // 28: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
-	44, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	45, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
 	35, // 30: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
 	5,  // 31: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
 	7,  // 32: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
@@ -4028,54 +4086,58 @@ var file_goray_proto_depIdxs = []int32{
 	39, // 56: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
 	38, // 57: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
 	38, // 58: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	43, // 59: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	44, // 59: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
 	4,  // 60: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
 	33, // 61: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
 	34, // 62: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
 	4,  // 63: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	48, // 64: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	50, // 65: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	49, // 64: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	51, // 65: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
 	4,  // 66: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	40, // 67: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
-	6,  // 68: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 69: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 70: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 71: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 72: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 73: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 74: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 75: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 76: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 77: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 78: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 79: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 80: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 81: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	23, // 82: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	23, // 83: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 84: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	4,  // 85: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
-	24, // 86: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	29, // 87: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 88: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	27, // 89: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	31, // 90: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	37, // 91: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 92: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	41, // 93: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 94: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	42, // 95: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 96: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	45, // 97: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 98: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 99: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 100: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	49, // 101: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 102: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 103: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	4,  // 104: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
-	68, // [68:105] is the sub-list for method output_type
-	31, // [31:68] is the sub-list for method input_type
+	41, // 67: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	40, // 68: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
+	40, // 69: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
+	6,  // 70: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 71: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 72: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	12, // 73: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	12, // 74: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	13, // 75: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 76: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	14, // 77: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	17, // 78: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	17, // 79: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	17, // 80: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	17, // 81: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	20, // 82: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 83: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	23, // 84: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	23, // 85: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 86: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	4,  // 87: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
+	24, // 88: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	29, // 89: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 90: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	27, // 91: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	31, // 92: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	37, // 93: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 94: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	42, // 95: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 96: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	43, // 97: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 98: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	46, // 99: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 100: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 101: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 102: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	50, // 103: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 104: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 105: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 106: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	4,  // 107: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
+	4,  // 108: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
+	70, // [70:109] is the sub-list for method output_type
+	31, // [31:70] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -4092,7 +4154,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -1410,6 +1410,8 @@ const (
 	CoreWorker_CancelTask_FullMethodName        = "/goray.rpc.CoreWorker/CancelTask"
 	CoreWorker_Ping_FullMethodName              = "/goray.rpc.CoreWorker/Ping"
 	CoreWorker_AddObjectLocation_FullMethodName = "/goray.rpc.CoreWorker/AddObjectLocation"
+	CoreWorker_AddBorrower_FullMethodName       = "/goray.rpc.CoreWorker/AddBorrower"
+	CoreWorker_RemoveBorrower_FullMethodName    = "/goray.rpc.CoreWorker/RemoveBorrower"
 )
 
 // CoreWorkerClient is the client API for CoreWorker service.
@@ -1420,6 +1422,8 @@ type CoreWorkerClient interface {
 	CancelTask(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Empty, error)
 	Ping(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
 	AddObjectLocation(ctx context.Context, in *ObjectLocationUpdate, opts ...grpc.CallOption) (*Empty, error)
+	AddBorrower(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*Empty, error)
+	RemoveBorrower(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type coreWorkerClient struct {
@@ -1470,6 +1474,26 @@ func (c *coreWorkerClient) AddObjectLocation(ctx context.Context, in *ObjectLoca
 	return out, nil
 }
 
+func (c *coreWorkerClient) AddBorrower(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, CoreWorker_AddBorrower_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coreWorkerClient) RemoveBorrower(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, CoreWorker_RemoveBorrower_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoreWorkerServer is the server API for CoreWorker service.
 // All implementations must embed UnimplementedCoreWorkerServer
 // for forward compatibility.
@@ -1478,6 +1502,8 @@ type CoreWorkerServer interface {
 	CancelTask(context.Context, *CancelRequest) (*Empty, error)
 	Ping(context.Context, *Empty) (*Empty, error)
 	AddObjectLocation(context.Context, *ObjectLocationUpdate) (*Empty, error)
+	AddBorrower(context.Context, *BorrowRequest) (*Empty, error)
+	RemoveBorrower(context.Context, *BorrowRequest) (*Empty, error)
 	mustEmbedUnimplementedCoreWorkerServer()
 }
 
@@ -1499,6 +1525,12 @@ func (UnimplementedCoreWorkerServer) Ping(context.Context, *Empty) (*Empty, erro
 }
 func (UnimplementedCoreWorkerServer) AddObjectLocation(context.Context, *ObjectLocationUpdate) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AddObjectLocation not implemented")
+}
+func (UnimplementedCoreWorkerServer) AddBorrower(context.Context, *BorrowRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddBorrower not implemented")
+}
+func (UnimplementedCoreWorkerServer) RemoveBorrower(context.Context, *BorrowRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveBorrower not implemented")
 }
 func (UnimplementedCoreWorkerServer) mustEmbedUnimplementedCoreWorkerServer() {}
 func (UnimplementedCoreWorkerServer) testEmbeddedByValue()                    {}
@@ -1593,6 +1625,42 @@ func _CoreWorker_AddObjectLocation_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoreWorker_AddBorrower_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BorrowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).AddBorrower(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_AddBorrower_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).AddBorrower(ctx, req.(*BorrowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoreWorker_RemoveBorrower_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BorrowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).RemoveBorrower(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_RemoveBorrower_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).RemoveBorrower(ctx, req.(*BorrowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoreWorker_ServiceDesc is the grpc.ServiceDesc for CoreWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1615,6 +1683,14 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AddObjectLocation",
 			Handler:    _CoreWorker_AddObjectLocation_Handler,
+		},
+		{
+			MethodName: "AddBorrower",
+			Handler:    _CoreWorker_AddBorrower_Handler,
+		},
+		{
+			MethodName: "RemoveBorrower",
+			Handler:    _CoreWorker_RemoveBorrower_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
