@@ -237,17 +237,9 @@ func TestRefsInsideValuesAreFreed(t *testing.T) {
 	// Once nothing holds it (the borrower worker dropped its handle, the
 	// outer value is gone), it is freed on every node.
 	outer, got = goray.ObjectRef[struct{ R goray.ObjectRef[[]byte] }]{}, struct{ R goray.ObjectRef[[]byte] }{}
+	// Idle workers collect their dropped borrows by themselves.
 	testcluster.Eventually(t, 30*time.Second, "the object to be freed everywhere", func() bool {
 		runtime.GC()
-		getT(t, gcWorkers.Options(goray.NodeAffinity(c.Workers[0].Info.NodeID, false)).Remote())
-		getT(t, gcWorkers.Options(goray.NodeAffinity(c.Head.Info.NodeID, false)).Remote())
 		return storeStats(t, c, c.Head).NumObjects == 0 && storeStats(t, c, c.Workers[0]).NumObjects == 0
 	})
 }
-
-// gcWorkers runs the collector in a worker, so handles it dropped release
-// their borrows.
-var gcWorkers = goray.Register0("e2e.gc", func(context.Context) (int, error) {
-	runtime.GC()
-	return 0, nil
-})

@@ -281,3 +281,30 @@ func (cw *CoreWorker) notePlasmaPut(size int64) {
 		go runtime.GC()
 	}
 }
+
+// collectBorrows runs the collector in a worker now and then while it
+// holds borrowed refs: an idle worker allocates too little for Go to
+// collect on its own, and its dropped handles would keep their objects.
+func (cw *CoreWorker) collectBorrows(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cw.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cw.rc.mu.Lock()
+		borrowing := false
+		for _, r := range cw.rc.refs {
+			if r.owner != "" && !r.pinned {
+				borrowing = true
+				break
+			}
+		}
+		cw.rc.mu.Unlock()
+		if borrowing {
+			runtime.GC()
+		}
+	}
+}

@@ -156,6 +156,9 @@ func Start(cfg Config) (*CoreWorker, error) {
 	rpcpb.RegisterCoreWorkerServer(cw.server, cw)
 	go cw.server.Serve(ln)
 	go cw.watchNodes()
+	if cfg.IsWorker {
+		go cw.collectBorrows(5 * time.Second)
+	}
 	return cw, nil
 }
 
