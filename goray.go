@@ -10,8 +10,6 @@ package goray
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/core"
+	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/internal/version"
@@ -281,57 +280,14 @@ func pickLocalNode(nodes []*rpcpb.NodeInfo) *rpcpb.NodeInfo {
 
 // uploadSelf stores this executable in the cluster's package store under
 // its SHA-256 unless it is there already.
-func uploadSelf(ctx context.Context, gcs rpcpb.GcsServiceClient) (string, error) {
+func uploadSelf(ctx context.Context, client rpcpb.GcsServiceClient) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("goray: find own executable: %w", err)
 	}
-	f, err := os.Open(exe)
+	hash, err := gcs.StoreFile(ctx, client, exe)
 	if err != nil {
-		return "", fmt.Errorf("goray: read own executable: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("goray: hash own executable: %w", err)
-	}
-	hash := hex.EncodeToString(h.Sum(nil))
-	has, err := gcs.HasBinary(ctx, &rpcpb.BinaryRef{Hash: hash})
-	if err != nil {
-		return "", fmt.Errorf("goray: GCS: %s", status.Convert(err).Message())
-	}
-	if has.Found {
-		return hash, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
-	up, err := gcs.PutBinary(ctx)
-	if err != nil {
-		return "", fmt.Errorf("goray: upload executable: %s", status.Convert(err).Message())
-	}
-	buf := make([]byte, 1<<20)
-	first := true
-	for {
-		n, rerr := f.Read(buf)
-		if n > 0 {
-			c := &rpcpb.Chunk{Data: buf[:n]}
-			if first {
-				c.Hash, first = hash, false
-			}
-			if err := up.Send(c); err != nil {
-				break // the server's reason comes with CloseAndRecv
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return "", fmt.Errorf("goray: read own executable: %w", rerr)
-		}
-	}
-	if _, err := up.CloseAndRecv(); err != nil {
-		return "", fmt.Errorf("goray: upload executable: %s", status.Convert(err).Message())
+		return "", fmt.Errorf("goray: upload own executable: %w", err)
 	}
 	return hash, nil
 }

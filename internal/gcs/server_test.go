@@ -3,7 +3,9 @@ package gcs
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,5 +285,37 @@ func TestJobFinishesWhenItsDriverDies(t *testing.T) {
 	m, err := sub.Recv()
 	if err != nil || m.Job.JobId != j.JobId || !m.Job.IsDead || m.Job.EndTimeMs == 0 {
 		t.Fatalf("job of a dead driver: %v %v", m, err)
+	}
+}
+
+func TestStoreAndFetchFiles(t *testing.T) {
+	s, client := startGCS(t, "")
+	defer s.Stop()
+	ctx := context.Background()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty": "", "data": strings.Repeat("goray ", 400000)} {
+		src := filepath.Join(dir, name)
+		if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hash, err := StoreFile(ctx, client, src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if again, err := StoreFile(ctx, client, src); err != nil || again != hash {
+			t.Fatalf("%s stored twice: %s %v", name, again, err)
+		}
+		got, err := FetchFile(ctx, client, hash, filepath.Join(dir, "out"), name, 0o755)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(got)
+		fi, _ := os.Stat(got)
+		if string(b) != content || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("%s fetched back: %d bytes, mode %v", name, len(b), fi.Mode())
+		}
+	}
+	if _, err := FetchFile(ctx, client, strings.Repeat("0", 64), dir, "missing", 0o644); err == nil {
+		t.Fatal("fetching an unknown hash succeeded")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/internal/spawn"
 	"github.com/goray/goray/proto/rpcpb"
@@ -58,39 +59,7 @@ func (r *Raylet) binaryFor(ctx context.Context, hash string) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	stream, err := r.gcs.GetBinary(ctx, &rpcpb.BinaryRef{Hash: hash})
-	if err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, ".fetch-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	for {
-		c, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			tmp.Close()
-			return "", fmt.Errorf("raylet: fetch binary %s: %w", hash, err)
-		}
-		if _, err := tmp.Write(c.Data); err != nil {
-			tmp.Close()
-			return "", fmt.Errorf("raylet: fetch binary %s: %w", hash, err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp.Name(), path)
+	return gcs.FetchFile(ctx, r.gcs, hash, dir, hash, 0o755)
 }
 
 // popWorker returns an idle registered worker of the job, or starts one and

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -227,59 +228,12 @@ func Exists(ctx context.Context, gcs rpcpb.GcsServiceClient, uri string) (bool, 
 }
 
 // Store uploads the zip at zipPath into the package store under uri.
-func Store(ctx context.Context, gcs rpcpb.GcsServiceClient, uri, zipPath string) error {
-	f, err := os.Open(zipPath)
+func Store(ctx context.Context, client rpcpb.GcsServiceClient, uri, zipPath string) error {
+	hash, err := gcs.StoreFile(ctx, client, zipPath)
 	if err != nil {
-		return err
+		return fmt.Errorf("runtimeenv: store package: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return err
-	}
-	hash := hex.EncodeToString(h.Sum(nil))
-	has, err := gcs.HasBinary(ctx, &rpcpb.BinaryRef{Hash: hash})
-	if err != nil {
-		return fmt.Errorf("runtimeenv: GCS: %s", status.Convert(err).Message())
-	}
-	if !has.Found {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		up, err := gcs.PutBinary(ctx)
-		if err != nil {
-			return fmt.Errorf("runtimeenv: store package: %s", status.Convert(err).Message())
-		}
-		buf := make([]byte, 1<<20)
-		first := true
-		for {
-			n, rerr := f.Read(buf)
-			if n > 0 {
-				c := &rpcpb.Chunk{Data: buf[:n]}
-				if first {
-					c.Hash, first = hash, false
-				}
-				if err := up.Send(c); err != nil {
-					break // the reason comes with CloseAndRecv
-				}
-			}
-			if rerr == io.EOF {
-				break
-			}
-			if rerr != nil {
-				return rerr
-			}
-		}
-		if first { // empty file: announce the hash anyway
-			if err := up.Send(&rpcpb.Chunk{Hash: hash}); err != nil {
-				return fmt.Errorf("runtimeenv: store package: %w", err)
-			}
-		}
-		if _, err := up.CloseAndRecv(); err != nil {
-			return fmt.Errorf("runtimeenv: store package: %s", status.Convert(err).Message())
-		}
-	}
-	if _, err := gcs.KVPut(ctx, &rpcpb.KVRequest{Namespace: PackageNamespace, Key: uri, Value: []byte(hash), Overwrite: true}); err != nil {
+	if _, err := client.KVPut(ctx, &rpcpb.KVRequest{Namespace: PackageNamespace, Key: uri, Value: []byte(hash), Overwrite: true}); err != nil {
 		return fmt.Errorf("runtimeenv: GCS: %s", status.Convert(err).Message())
 	}
 	return nil
@@ -290,7 +244,7 @@ var fetchMu sync.Mutex // one download at a time per process
 // Fetch returns the local directory of package uri under
 // <runtimeResources>/working_dir_files, downloading and unpacking it first
 // when this host does not have it yet.
-func Fetch(ctx context.Context, gcs rpcpb.GcsServiceClient, uri, runtimeResources string) (string, error) {
+func Fetch(ctx context.Context, client rpcpb.GcsServiceClient, uri, runtimeResources string) (string, error) {
 	if err := ValidURI(uri); err != nil {
 		return "", fmt.Errorf("runtimeenv: %w", err)
 	}
@@ -302,7 +256,7 @@ func Fetch(ctx context.Context, gcs rpcpb.GcsServiceClient, uri, runtimeResource
 	if _, err := os.Stat(dest); err == nil {
 		return dest, nil
 	}
-	r, err := gcs.KVGet(ctx, &rpcpb.KVRequest{Namespace: PackageNamespace, Key: uri})
+	r, err := client.KVGet(ctx, &rpcpb.KVRequest{Namespace: PackageNamespace, Key: uri})
 	if err != nil {
 		return "", fmt.Errorf("runtimeenv: GCS: %s", status.Convert(err).Message())
 	}
@@ -312,38 +266,16 @@ func Fetch(ctx context.Context, gcs rpcpb.GcsServiceClient, uri, runtimeResource
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(base, ".fetch-*.zip")
+	zipPath, err := gcs.FetchFile(ctx, client, string(r.Value), base, ".fetched-"+name+".zip", 0o644)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("runtimeenv: fetch %s: %w", uri, err)
 	}
-	defer os.Remove(tmp.Name())
-	stream, err := gcs.GetBinary(ctx, &rpcpb.BinaryRef{Hash: string(r.Value)})
-	if err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("runtimeenv: fetch %s: %s", uri, status.Convert(err).Message())
-	}
-	for {
-		c, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			tmp.Close()
-			return "", fmt.Errorf("runtimeenv: fetch %s: %s", uri, status.Convert(err).Message())
-		}
-		if _, err := tmp.Write(c.Data); err != nil {
-			tmp.Close()
-			return "", err
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
+	defer os.Remove(zipPath)
 	udir, err := os.MkdirTemp(base, ".unpack-*")
 	if err != nil {
 		return "", err
 	}
-	if err := Unpack(tmp.Name(), udir); err != nil {
+	if err := Unpack(zipPath, udir); err != nil {
 		os.RemoveAll(udir)
 		return "", fmt.Errorf("runtimeenv: unpack %s: %w", uri, err)
 	}
