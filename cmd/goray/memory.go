@@ -47,22 +47,13 @@ func storeStats(ctx context.Context, gcs rpcpb.GcsServiceClient) ([]*rpcpb.Objec
 }
 
 func withStats(address, tempDir string, f func([]*rpcpb.ObjectStoreStats) error) error {
-	addr, err := resolveAddress(address, tempDir)
-	if err != nil {
-		return err
-	}
-	gcs, closeConn, err := gcsClient(addr)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	stats, err := storeStats(ctx, gcs)
-	if err != nil {
-		return err
-	}
-	return f(stats)
+	return withGCS(address, tempDir, 20*time.Second, func(ctx context.Context, gcs rpcpb.GcsServiceClient, _ string) error {
+		stats, err := storeStats(ctx, gcs)
+		if err != nil {
+			return err
+		}
+		return f(stats)
+	})
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
@@ -150,18 +141,9 @@ func listGCS(list *cobra.Command) {
 	var address, tempDir string
 	run := func(f func(ctx context.Context, gcs rpcpb.GcsServiceClient, w io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			addr, err := resolveAddress(address, tempDir)
-			if err != nil {
-				return err
-			}
-			gcs, closeConn, err := gcsClient(addr)
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			return f(ctx, gcs, cmd.OutOrStdout())
+			return withGCS(address, tempDir, 20*time.Second, func(ctx context.Context, gcs rpcpb.GcsServiceClient, _ string) error {
+				return f(ctx, gcs, cmd.OutOrStdout())
+			})
 		}
 	}
 	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes", Args: cobra.NoArgs,

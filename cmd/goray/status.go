@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -52,6 +53,23 @@ func gcsClient(addr string) (rpcpb.GcsServiceClient, func(), error) {
 	return rpcpb.NewGcsServiceClient(conn), func() { conn.Close() }, nil
 }
 
+// withGCS resolves the cluster's address, connects to its GCS and runs f
+// under a deadline.
+func withGCS(address, tempDir string, timeout time.Duration, f func(ctx context.Context, gcs rpcpb.GcsServiceClient, addr string) error) error {
+	addr, err := resolveAddress(address, tempDir)
+	if err != nil {
+		return err
+	}
+	gcs, closeConn, err := gcsClient(addr)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return f(ctx, gcs, addr)
+}
+
 func statusCmd() *cobra.Command {
 	var address, tempDir string
 	cmd := &cobra.Command{
@@ -59,26 +77,17 @@ func statusCmd() *cobra.Command {
 		Short: "Show the cluster's nodes, resource usage and pending demand (Ray's layout)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			addr, err := resolveAddress(address, tempDir)
-			if err != nil {
-				return err
-			}
-			gcs, closeConn, err := gcsClient(addr)
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			view, err := gcs.GetClusterView(ctx, &rpcpb.Empty{})
-			if err != nil {
-				if status.Code(err) == 14 { // Unavailable
-					return errors.New("cannot reach the GCS at " + addr + ": " + status.Convert(err).Message())
+			return withGCS(address, tempDir, 10*time.Second, func(ctx context.Context, gcs rpcpb.GcsServiceClient, addr string) error {
+				view, err := gcs.GetClusterView(ctx, &rpcpb.Empty{})
+				if err != nil {
+					if status.Code(err) == codes.Unavailable {
+						return errors.New("cannot reach the GCS at " + addr + ": " + status.Convert(err).Message())
+					}
+					return errors.New(status.Convert(err).Message())
 				}
-				return errors.New(status.Convert(err).Message())
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), autoscaler.FormatStatus(statusOf(view)))
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), autoscaler.FormatStatus(statusOf(view)))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "GCS address of the cluster (default: GORAY_ADDRESS or the head on this host)")
