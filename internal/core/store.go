@@ -45,7 +45,14 @@ func (s *memoryStore) get(id string) *object {
 
 // seal sets an object's value (or failure) once; later seals are ignored.
 func (s *memoryStore) seal(id string, data []byte, appErr bool, err error) {
+	s.sealWith(id, func(o *object) { o.data, o.appErr, o.err = data, appErr, err })
+}
+
+// sealWith fills a pending (or new) object with set and makes it ready,
+// once.
+func (s *memoryStore) sealWith(id string, set func(*object)) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	o := s.objects[id]
 	if o == nil {
 		o = &object{ready: make(chan struct{})}
@@ -53,13 +60,11 @@ func (s *memoryStore) seal(id string, data []byte, appErr bool, err error) {
 	}
 	select {
 	case <-o.ready:
-		s.mu.Unlock()
 		return
 	default:
 	}
-	o.data, o.appErr, o.err = data, appErr, err
+	set(o)
 	close(o.ready)
-	s.mu.Unlock()
 }
 
 // wait blocks until the object is sealed or ctx ends. ok is false for an
@@ -79,21 +84,7 @@ func (s *memoryStore) wait(ctx context.Context, id string) (o *object, ok bool, 
 
 // sealPlasma records an object whose value is in a node's object store.
 func (s *memoryStore) sealPlasma(id string, size int64, nodeID, raylet string) {
-	s.mu.Lock()
-	o := s.objects[id]
-	if o == nil {
-		o = &object{ready: make(chan struct{})}
-		s.objects[id] = o
-	}
-	select {
-	case <-o.ready:
-		s.mu.Unlock()
-		return
-	default:
-	}
-	o.plasma, o.size, o.locations = true, size, map[string]string{nodeID: raylet}
-	close(o.ready)
-	s.mu.Unlock()
+	s.sealWith(id, func(o *object) { o.plasma, o.size, o.locations = true, size, map[string]string{nodeID: raylet} })
 }
 
 // addLocation records another copy of an object.
