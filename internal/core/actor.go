@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/internal/gcs/follow"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -197,34 +197,21 @@ func (cw *CoreWorker) ActorState(ctx context.Context, id string) (*rpcpb.ActorIn
 
 // watchActors follows actor state changes for the actors this process calls.
 func (cw *CoreWorker) watchActors() {
-	for cw.ctx.Err() == nil {
-		stream, err := cw.gcs.Subscribe(cw.ctx, &rpcpb.SubscribeRequest{Channels: []string{"actor"}}, grpc.WaitForReady(true))
-		if err == nil {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					break
-				}
-				if m.Actor != nil {
-					cw.actorsMu.Lock()
-					ac := cw.actors[m.Actor.Spec.ActorId]
-					cw.actorsMu.Unlock()
-					if ac != nil {
-						ac.update(m.Actor)
-					}
-				} else if m.Channel == "subscribed" {
-					// Re-read what changed while not subscribed.
-					cw.actorsMu.Lock()
-					for _, ac := range cw.actors {
-						go ac.refresh()
-					}
-					cw.actorsMu.Unlock()
-				}
+	follow.Follow(cw.ctx, cw.gcs, &rpcpb.SubscribeRequest{Channels: []string{"actor"}}, func(m *rpcpb.PubMessage) {
+		switch {
+		case m.Actor != nil:
+			cw.actorsMu.Lock()
+			ac := cw.actors[m.Actor.Spec.ActorId]
+			cw.actorsMu.Unlock()
+			if ac != nil {
+				ac.update(m.Actor)
 			}
+		case m.Channel == "subscribed": // re-read what changed while not subscribed
+			cw.actorsMu.Lock()
+			for _, ac := range cw.actors {
+				go ac.refresh()
+			}
+			cw.actorsMu.Unlock()
 		}
-		select {
-		case <-cw.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	})
 }

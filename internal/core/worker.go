@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/gcs/follow"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -491,57 +492,33 @@ func (cw *CoreWorker) setBlocked(b bool) {
 // watchNodes fails leases held on nodes the GCS declared dead, so their
 // tasks are retried without waiting for TCP to notice.
 func (cw *CoreWorker) watchNodes() {
-	for cw.ctx.Err() == nil {
-		stream, err := cw.gcs.Subscribe(cw.ctx, &rpcpb.SubscribeRequest{Channels: []string{"node"}}, grpc.WaitForReady(true))
-		if err == nil {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					break
-				}
-				if n := m.Node; n != nil && n.State == rpcpb.NodeState_DEAD {
-					cw.nodeDied(n.NodeId)
-				}
-			}
+	follow.Follow(cw.ctx, cw.gcs, &rpcpb.SubscribeRequest{Channels: []string{"node"}}, func(m *rpcpb.PubMessage) {
+		if n := m.Node; n != nil && n.State == rpcpb.NodeState_DEAD {
+			cw.nodeDied(n.NodeId)
 		}
-		select {
-		case <-cw.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	})
 }
 
 // PrintLogs subscribes to the job's worker output and writes it to w with
 // Ray's prefix "(task pid=N, ip=IP) ". It returns when the worker stops.
 func (cw *CoreWorker) PrintLogs(jobID string, w io.Writer) {
-	for cw.ctx.Err() == nil {
-		stream, err := cw.gcs.Subscribe(cw.ctx, &rpcpb.SubscribeRequest{Channels: []string{"logs"}, JobId: jobID}, grpc.WaitForReady(true))
-		if err == nil {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					break
-				}
-				if b := m.Logs; b != nil {
-					prefix := fmt.Sprintf("(pid=%d, ip=%s) ", b.Pid, b.NodeIp)
-					if b.TaskName != "" {
-						prefix = fmt.Sprintf("(%s pid=%d, ip=%s) ", b.TaskName, b.Pid, b.NodeIp)
-					}
-					var sb strings.Builder
-					for _, l := range b.Lines {
-						sb.WriteString(prefix)
-						sb.WriteString(l)
-						sb.WriteByte('\n')
-					}
-					io.WriteString(w, sb.String())
-				}
-			}
+	follow.Follow(cw.ctx, cw.gcs, &rpcpb.SubscribeRequest{Channels: []string{"logs"}, JobId: jobID}, func(m *rpcpb.PubMessage) {
+		b := m.Logs
+		if b == nil {
+			return
 		}
-		select {
-		case <-cw.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
+		prefix := fmt.Sprintf("(pid=%d, ip=%s) ", b.Pid, b.NodeIp)
+		if b.TaskName != "" {
+			prefix = fmt.Sprintf("(%s pid=%d, ip=%s) ", b.TaskName, b.Pid, b.NodeIp)
 		}
-	}
+		var sb strings.Builder
+		for _, l := range b.Lines {
+			sb.WriteString(prefix)
+			sb.WriteString(l)
+			sb.WriteByte('\n')
+		}
+		io.WriteString(w, sb.String())
+	})
 }
 
 // ServeWorker registers this worker with its raylet and blocks until the

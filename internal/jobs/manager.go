@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/jobs/runtimeenv"
-	"google.golang.org/grpc"
 
+	"github.com/goray/goray/internal/gcs/follow"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
@@ -139,35 +139,24 @@ func NewManager(cfg Config) (*Manager, error) {
 // JOB_SUPERVISOR_ACTOR_DIED).
 func (m *Manager) watchNodes() {
 	defer m.wg.Done()
-	for m.ctx.Err() == nil {
-		stream, err := m.cfg.GCS.Subscribe(m.ctx, &rpcpb.SubscribeRequest{Channels: []string{"node"}}, grpc.WaitForReady(true))
-		for err == nil {
-			var msg *rpcpb.PubMessage
-			if msg, err = stream.Recv(); err != nil {
-				break
+	follow.Follow(m.ctx, m.cfg.GCS, &rpcpb.SubscribeRequest{Channels: []string{"node"}}, func(msg *rpcpb.PubMessage) {
+		switch {
+		case msg.Channel == "subscribed": // nodes that died while not watching
+			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+			nodes, err := m.cfg.GCS.GetAllNodes(ctx, &rpcpb.Empty{})
+			cancel()
+			if err != nil {
+				return
 			}
-			switch {
-			case msg.Channel == "subscribed": // nodes that died while not watching
-				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-				nodes, err := m.cfg.GCS.GetAllNodes(ctx, &rpcpb.Empty{})
-				cancel()
-				if err != nil {
-					continue
+			for _, n := range nodes.Nodes {
+				if n.State == rpcpb.NodeState_DEAD {
+					m.nodeDied(n)
 				}
-				for _, n := range nodes.Nodes {
-					if n.State == rpcpb.NodeState_DEAD {
-						m.nodeDied(n)
-					}
-				}
-			case msg.Node != nil && msg.Node.State == rpcpb.NodeState_DEAD:
-				m.nodeDied(msg.Node)
 			}
+		case msg.Node != nil && msg.Node.State == rpcpb.NodeState_DEAD:
+			m.nodeDied(msg.Node)
 		}
-		select {
-		case <-m.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	})
 }
 
 func (m *Manager) nodeDied(n *rpcpb.NodeInfo) {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/gcs/follow"
 	"github.com/goray/goray/internal/object"
 	"github.com/goray/goray/internal/scheduler"
 	"github.com/goray/goray/internal/version"
@@ -300,33 +301,34 @@ func (r *Raylet) demandsLocked() []*rpcpb.ResourceDemand {
 
 // watchJobs learns of finished jobs so their workers end with them.
 func (r *Raylet) watchJobs() {
-	for r.ctx.Err() == nil {
-		stream, err := r.gcs.Subscribe(r.ctx, &rpcpb.SubscribeRequest{Channels: []string{"job"}}, grpc.WaitForReady(true))
-		if err == nil {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					break
-				}
-				if j := m.Job; j != nil {
-					r.mu.Lock()
-					r.jobs[j.JobId] = j
-					if j.IsDead {
-						r.finishedJobs[j.JobId] = true
-					}
-					r.mu.Unlock()
-					if j.IsDead {
-						r.reapIdleWorkers()
-						r.freeJobObjects(j.JobId)
-					}
-				}
+	follow.Follow(r.ctx, r.gcs, &rpcpb.SubscribeRequest{Channels: []string{"job"}}, func(m *rpcpb.PubMessage) {
+		jobs := []*rpcpb.JobInfo{m.Job}
+		if m.Channel == "subscribed" { // jobs that ended while not watching
+			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+			all, err := r.gcs.GetAllJobs(ctx, &rpcpb.Empty{})
+			cancel()
+			if err != nil {
+				return
+			}
+			jobs = all.Jobs
+		}
+		for _, j := range jobs {
+			if j == nil {
+				continue
+			}
+			r.mu.Lock()
+			r.jobs[j.JobId] = j
+			ended := j.IsDead && !r.finishedJobs[j.JobId]
+			if j.IsDead {
+				r.finishedJobs[j.JobId] = true
+			}
+			r.mu.Unlock()
+			if ended {
+				r.reapIdleWorkers()
+				r.freeJobObjects(j.JobId)
 			}
 		}
-		select {
-		case <-r.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	})
 }
 
 func (r *Raylet) job(ctx context.Context, id string) (*rpcpb.JobInfo, error) {
