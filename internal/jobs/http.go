@@ -197,19 +197,15 @@ func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) {
-	res, ok := m.find(w, r)
+	rec, ok := m.findSubmission(w, r, "stop")
 	if !ok {
 		return
 	}
-	if res.rec == nil {
-		textError(w, http.StatusBadRequest, "Can only stop submission type jobs")
-		return
-	}
-	if res.rec.Status.Terminal() {
+	if rec.Status.Terminal() {
 		writeJSON(w, map[string]bool{"stopped": false})
 		return
 	}
-	stopped, err := m.Stop(r.Context(), res.rec)
+	stopped, err := m.Stop(r.Context(), rec)
 	if err != nil {
 		fail(w, err)
 		return
@@ -217,20 +213,30 @@ func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]bool{"stopped": stopped})
 }
 
-func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
+// findSubmission is find for the endpoints that only submission jobs
+// have (Ray answers 400 "Can only <what> submission type jobs").
+func (m *Manager) findSubmission(w http.ResponseWriter, r *http.Request, what string) (*Record, bool) {
 	res, ok := m.find(w, r)
+	if !ok {
+		return nil, false
+	}
+	if res.rec == nil {
+		textError(w, http.StatusBadRequest, "Can only "+what+" submission type jobs")
+		return nil, false
+	}
+	return res.rec, true
+}
+
+func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
+	rec, ok := m.findSubmission(w, r, "delete")
 	if !ok {
 		return
 	}
-	if res.rec == nil {
-		textError(w, http.StatusBadRequest, "Can only delete submission type jobs")
+	if !rec.Status.Terminal() {
+		textError(w, http.StatusBadRequest, fmt.Sprintf("Attempted to delete job with submission_id %s, but it is in the non-terminal state %s. Stop it first.", rec.SubmissionID, rec.Status))
 		return
 	}
-	if !res.rec.Status.Terminal() {
-		textError(w, http.StatusBadRequest, fmt.Sprintf("Attempted to delete job with submission_id %s, but it is in the non-terminal state %s. Stop it first.", res.rec.SubmissionID, res.rec.Status))
-		return
-	}
-	if err := m.st.del(r.Context(), res.rec.SubmissionID); err != nil {
+	if err := m.st.del(r.Context(), rec.SubmissionID); err != nil {
 		fail(w, err)
 		return
 	}
@@ -238,15 +244,11 @@ func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
-	res, ok := m.find(w, r)
+	rec, ok := m.findSubmission(w, r, "get logs of")
 	if !ok {
 		return
 	}
-	if res.rec == nil {
-		textError(w, http.StatusBadRequest, "Can only get logs of submission type jobs")
-		return
-	}
-	b, _, err := m.logChunk(r.Context(), res.rec, 0, true)
+	b, _, err := m.logChunk(r.Context(), rec, 0, true)
 	if err != nil {
 		fail(w, err)
 		return
@@ -258,12 +260,8 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 // every byte from the start, until the driver has exited and its log is
 // read to the end; then it closes normally.
 func (m *Manager) handleTail(w http.ResponseWriter, r *http.Request) {
-	res, ok := m.find(w, r)
+	rec, ok := m.findSubmission(w, r, "get logs of")
 	if !ok {
-		return
-	}
-	if res.rec == nil {
-		textError(w, http.StatusBadRequest, "Can only get logs of submission type jobs")
 		return
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
@@ -272,7 +270,7 @@ func (m *Manager) handleTail(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.CloseNow()
 	ctx := conn.CloseRead(m.ctx)
-	sid := res.rec.SubmissionID
+	sid := rec.SubmissionID
 	var off int64
 	var pending []byte // an incomplete UTF-8 sequence at the end of a chunk
 	t := time.NewTicker(m.cfg.PollInterval)
