@@ -357,22 +357,32 @@ func (r *Raylet) job(ctx context.Context, id string) (*rpcpb.JobInfo, error) {
 
 // nodesLocked is the scheduling view: the GCS view with this node's entry
 // replaced by the raylet's own, exact accounting.
-func (r *Raylet) nodesLocked() ([]scheduler.Node, map[string]string) {
-	addrs := map[string]string{}
+func (r *Raylet) nodesLocked() []scheduler.Node {
 	nodes := []scheduler.Node{{ID: r.cfg.NodeID, Total: r.total, Available: r.available, Labels: r.cfg.Labels, Alive: true}}
 	if r.view != nil {
 		for _, n := range r.view.Nodes {
 			if n.Node.NodeId == r.cfg.NodeID {
 				continue
 			}
-			addrs[n.Node.NodeId] = n.Node.RayletAddress
 			nodes = append(nodes, scheduler.Node{
 				ID: n.Node.NodeId, Total: n.Node.Total, Available: n.Available, Labels: n.Node.Labels,
 				Alive: n.Node.State == rpcpb.NodeState_ALIVE,
 			})
 		}
 	}
-	return nodes, addrs
+	return nodes
+}
+
+// rayletAddressLocked is the raylet address of a node in the view.
+func (r *Raylet) rayletAddressLocked(nodeID string) string {
+	if r.view != nil {
+		for _, n := range r.view.Nodes {
+			if n.Node.NodeId == nodeID {
+				return n.Node.RayletAddress
+			}
+		}
+	}
+	return ""
 }
 
 // Lease serves one worker lease: it grants a local worker, points the
@@ -425,8 +435,7 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 				d = scheduler.Decision{Infeasible: true, Reason: fmt.Sprintf("node %s cannot fit %s", r.cfg.NodeID, sreq.Shape.Key())}
 			}
 		} else {
-			nodes, _ := r.nodesLocked()
-			d = r.policy.Pick(nodes, r.cfg.NodeID, sreq)
+			d = r.policy.Pick(r.nodesLocked(), r.cfg.NodeID, sreq)
 		}
 		p.infeasible = d.Infeasible
 		if d.NodeID == r.cfg.NodeID && d.Available {
@@ -445,8 +454,7 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 		}
 		var spillAddr string
 		if d.NodeID != "" && d.NodeID != r.cfg.NodeID && (d.Available || !sreq.Shape.Fits(r.total)) {
-			_, addrs := r.nodesLocked()
-			spillAddr = addrs[d.NodeID]
+			spillAddr = r.rayletAddressLocked(d.NodeID)
 		}
 		r.mu.Unlock()
 		switch {
