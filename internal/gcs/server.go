@@ -88,6 +88,7 @@ type nodeEntry struct {
 	info      *rpcpb.NodeInfo
 	available map[string]float64
 	demands   []*rpcpb.ResourceDemand
+	idleMs    int64
 	stopCheck context.CancelFunc
 }
 
@@ -109,6 +110,7 @@ type Server struct {
 	jobs        map[string]*rpcpb.JobInfo
 	jobCounter  uint32
 	viewVersion int64
+	launchable  []*rpcpb.ResourceShape
 	actors      map[string]*actorEntry
 	named       map[string]string // namespace+name → actor id
 	actorPolicy *scheduler.Policy
@@ -402,6 +404,7 @@ func (s *Server) ReportResources(ctx context.Context, r *rpcpb.ResourceReport) (
 	}
 	e.available = r.Available
 	e.demands = r.Demands
+	e.idleMs = r.IdleDurationMs
 	s.viewVersion++
 	v := s.viewLocked()
 	s.mu.Unlock()
@@ -415,11 +418,25 @@ func (s *Server) GetClusterView(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.Clu
 }
 
 func (s *Server) viewLocked() *rpcpb.ClusterView {
-	v := &rpcpb.ClusterView{Version: s.viewVersion}
+	v := &rpcpb.ClusterView{Version: s.viewVersion, Launchable: s.launchable}
 	for _, e := range s.sortedNodes() {
-		v.Nodes = append(v.Nodes, &rpcpb.NodeResources{Node: e.info, Available: e.available, Demands: e.demands})
+		v.Nodes = append(v.Nodes, &rpcpb.NodeResources{Node: e.info, Available: e.available, Demands: e.demands, IdleDurationMs: e.idleMs})
 	}
 	return v
+}
+
+// SetLaunchable records the node shapes the autoscaler can still launch;
+// raylets then queue demands that fit one of them instead of calling them
+// infeasible. nil means no autoscaler.
+func (s *Server) SetLaunchable(shapes []map[string]float64) {
+	var out []*rpcpb.ResourceShape
+	for _, sh := range shapes {
+		out = append(out, &rpcpb.ResourceShape{Resources: sh})
+	}
+	s.mu.Lock()
+	s.launchable = out
+	s.viewVersion++
+	s.mu.Unlock()
 }
 
 // ---------------------------------------------------------------- jobs

@@ -412,6 +412,20 @@ func (s *Store) reuseLocked(path string, size int64) bool {
 	return true
 }
 
+// NumPrimary counts the primary copies the store holds, in memory or
+// spilled; a node holding any is not idle (Ray's idle rule).
+func (s *Store) NumPrimary() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.objs {
+		if e.primary {
+			n++
+		}
+	}
+	return n
+}
+
 // Stats returns a snapshot of the store's usage and counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()

@@ -42,6 +42,9 @@ type Config struct {
 	// Resources are the node's logical totals (CPU, GPU, memory, custom).
 	Resources map[string]float64
 	Labels    map[string]string
+	// InstanceID and NodeType name the node for the autoscaler: its node
+	// provider id and its available_node_types key ("" when started by hand).
+	InstanceID, NodeType string
 	// SessionDir holds this node's logs; TempRoot the host-wide binary cache.
 	SessionDir string
 	TempRoot   string
@@ -125,6 +128,8 @@ type Raylet struct {
 	changed      chan struct{} // closed and replaced whenever state changes
 	jobs         map[string]*rpcpb.JobInfo
 	finishedJobs map[string]bool
+	leases       int       // granted, not yet released
+	lastBusy     time.Time // last time a lease was granted or released, or primary objects were held
 }
 
 // Start registers the node with the GCS and serves. It returns once the
@@ -154,7 +159,7 @@ func Start(cfg Config) (*Raylet, error) {
 		policy: scheduler.NewPolicy(), ctx: ctx, cancel: cancel, dead: make(chan error, 1),
 		total: scheduler.Resources(cfg.Resources).Clone(), available: scheduler.Resources(cfg.Resources).Clone(),
 		workers: map[string]*worker{}, queue: map[*pending]struct{}{}, changed: make(chan struct{}),
-		jobs: map[string]*rpcpb.JobInfo{}, finishedJobs: map[string]bool{},
+		jobs: map[string]*rpcpb.JobInfo{}, finishedJobs: map[string]bool{}, lastBusy: time.Now(),
 		store: store, om: objectManager{pulling: map[string]chan struct{}{}, conns: map[string]*grpc.ClientConn{}, jobOf: map[string]string{}},
 	}
 	for i := 0; i < int(cfg.Resources["GPU"]); i++ {
@@ -170,7 +175,7 @@ func Start(cfg Config) (*Raylet, error) {
 	_, err = r.gcs.RegisterNode(rctx, &rpcpb.NodeInfo{
 		NodeId: cfg.NodeID, NodeIp: cfg.NodeIP, NodeName: cfg.NodeName, RayletAddress: cfg.Address,
 		AgentAddress: cfg.AgentAddr, IsHead: cfg.IsHead, Total: cfg.Resources, Labels: cfg.Labels,
-		Version: version.Version, SessionDir: cfg.SessionDir,
+		Version: version.Version, SessionDir: cfg.SessionDir, InstanceId: cfg.InstanceID, NodeType: cfg.NodeType,
 	}, grpc.WaitForReady(true))
 	if err != nil {
 		r.Stop()
@@ -254,6 +259,7 @@ func (r *Raylet) reportLoop() {
 			}
 		}
 		r.mu.Unlock()
+		rep.IdleDurationMs = r.idleFor().Milliseconds()
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 		view, err := r.gcs.ReportResources(ctx, rep)
 		cancel()
@@ -279,6 +285,21 @@ func (r *Raylet) reportLoop() {
 		r.notifyLocked()
 		r.mu.Unlock()
 	}
+}
+
+// idleFor is how long the node has been idle in Ray's sense (no leases and
+// no primary copies of objects), 0 while it is busy. Only placing work on
+// the node, or holding objects, restarts the clock.
+func (r *Raylet) idleFor() time.Duration {
+	primary := r.store.NumPrimary()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.leases > 0 || primary > 0 {
+		r.lastBusy = now
+		return 0
+	}
+	return now.Sub(r.lastBusy)
 }
 
 func (r *Raylet) demandsLocked() []*rpcpb.ResourceDemand {
@@ -373,6 +394,20 @@ func (r *Raylet) nodesLocked() []scheduler.Node {
 	return nodes
 }
 
+// launchableLocked reports whether the autoscaler can launch a node that
+// fits shape.
+func (r *Raylet) launchableLocked(shape scheduler.Resources) bool {
+	if r.view == nil {
+		return false
+	}
+	for _, l := range r.view.Launchable {
+		if shape.Fits(l.Resources) {
+			return true
+		}
+	}
+	return false
+}
+
 // rayletAddressLocked is the raylet address of a node in the view.
 func (r *Raylet) rayletAddressLocked(nodeID string) string {
 	if r.view != nil {
@@ -436,6 +471,10 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 			}
 		} else {
 			d = r.policy.Pick(r.nodesLocked(), r.cfg.NodeID, sreq)
+			if d.Infeasible && sreq.Strategy != scheduler.NodeAffinity && r.launchableLocked(sreq.Shape) {
+				// The autoscaler can launch a node for it: wait here, as demand.
+				d = scheduler.Decision{NodeID: r.cfg.NodeID}
+			}
 		}
 		p.infeasible = d.Infeasible
 		if d.NodeID == r.cfg.NodeID && d.Available {
@@ -488,6 +527,8 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 // GPU ids. Caller holds r.mu and checked that the shape fits.
 func (r *Raylet) takeLocked(shape scheduler.Resources) *lease {
 	r.available.Sub(shape)
+	r.leases++
+	r.lastBusy = time.Now()
 	l := &lease{shape: shape}
 	need := shape["GPU"]
 	for i := range r.gpuFree {
@@ -516,6 +557,8 @@ func (r *Raylet) releaseLease(l *lease) {
 		return
 	}
 	l.released = true
+	r.leases--
+	r.lastBusy = time.Now()
 	shape := l.shape
 	if l.blocked {
 		shape = shape.Clone()

@@ -282,6 +282,8 @@ type NodeInfo struct {
 	Version       string                 `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
 	NodeName      string                 `protobuf:"bytes,13,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	SessionDir    string                 `protobuf:"bytes,14,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,15,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"` // the node provider's id for it (RAY_CLOUD_INSTANCE_ID); "" when started by hand
+	NodeType      string                 `protobuf:"bytes,16,opt,name=node_type,json=nodeType,proto3" json:"node_type,omitempty"`       // its available_node_types key (RAY_NODE_TYPE_NAME)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +412,20 @@ func (x *NodeInfo) GetNodeName() string {
 func (x *NodeInfo) GetSessionDir() string {
 	if x != nil {
 		return x.SessionDir
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetNodeType() string {
+	if x != nil {
+		return x.NodeType
 	}
 	return ""
 }
@@ -621,6 +637,7 @@ type ResourceReport struct {
 	Available        map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Demands          []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
 	NumLeasedWorkers int64                  `protobuf:"varint,4,opt,name=num_leased_workers,json=numLeasedWorkers,proto3" json:"num_leased_workers,omitempty"`
+	IdleDurationMs   int64                  `protobuf:"varint,5,opt,name=idle_duration_ms,json=idleDurationMs,proto3" json:"idle_duration_ms,omitempty"` // 0 while busy: leases out, resources in use or primary objects held
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -683,13 +700,21 @@ func (x *ResourceReport) GetNumLeasedWorkers() int64 {
 	return 0
 }
 
+func (x *ResourceReport) GetIdleDurationMs() int64 {
+	if x != nil {
+		return x.IdleDurationMs
+	}
+	return 0
+}
+
 type NodeResources struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Available     map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Demands       []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Node           *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Available      map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Demands        []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
+	IdleDurationMs int64                  `protobuf:"varint,4,opt,name=idle_duration_ms,json=idleDurationMs,proto3" json:"idle_duration_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeResources) Reset() {
@@ -743,19 +768,73 @@ func (x *NodeResources) GetDemands() []*ResourceDemand {
 	return nil
 }
 
+func (x *NodeResources) GetIdleDurationMs() int64 {
+	if x != nil {
+		return x.IdleDurationMs
+	}
+	return 0
+}
+
+type ResourceShape struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     map[string]float64     `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceShape) Reset() {
+	*x = ResourceShape{}
+	mi := &file_goray_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceShape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceShape) ProtoMessage() {}
+
+func (x *ResourceShape) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceShape.ProtoReflect.Descriptor instead.
+func (*ResourceShape) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResourceShape) GetResources() map[string]float64 {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
 // The cluster resource view: every node (dead ones too, marked) with its
 // total and available resources and the demand waiting on it.
 type ClusterView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeResources       `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Version       int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Nodes   []*NodeResources       `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Version int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Node shapes the autoscaler can still launch: a demand that fits one of
+	// them waits for a node instead of being infeasible.
+	Launchable    []*ResourceShape `protobuf:"bytes,3,rep,name=launchable,proto3" json:"launchable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_goray_proto_msgTypes[8]
+	mi := &file_goray_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +846,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[8]
+	mi := &file_goray_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +859,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{8}
+	return file_goray_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClusterView) GetNodes() []*NodeResources {
@@ -795,6 +874,13 @@ func (x *ClusterView) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *ClusterView) GetLaunchable() []*ResourceShape {
+	if x != nil {
+		return x.Launchable
+	}
+	return nil
 }
 
 type JobInfo struct {
@@ -817,7 +903,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +915,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +928,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{9}
+	return file_goray_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -938,7 +1024,7 @@ type JobList struct {
 
 func (x *JobList) Reset() {
 	*x = JobList{}
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1036,7 @@ func (x *JobList) String() string {
 func (*JobList) ProtoMessage() {}
 
 func (x *JobList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1049,7 @@ func (x *JobList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobList.ProtoReflect.Descriptor instead.
 func (*JobList) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{10}
+	return file_goray_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JobList) GetJobs() []*JobInfo {
@@ -982,7 +1068,7 @@ type JobID struct {
 
 func (x *JobID) Reset() {
 	*x = JobID{}
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1080,7 @@ func (x *JobID) String() string {
 func (*JobID) ProtoMessage() {}
 
 func (x *JobID) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1093,7 @@ func (x *JobID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobID.ProtoReflect.Descriptor instead.
 func (*JobID) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{11}
+	return file_goray_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JobID) GetJobId() string {
@@ -1029,7 +1115,7 @@ type KVRequest struct {
 
 func (x *KVRequest) Reset() {
 	*x = KVRequest{}
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1127,7 @@ func (x *KVRequest) String() string {
 func (*KVRequest) ProtoMessage() {}
 
 func (x *KVRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1140,7 @@ func (x *KVRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVRequest.ProtoReflect.Descriptor instead.
 func (*KVRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{12}
+	return file_goray_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KVRequest) GetNamespace() string {
@@ -1097,7 +1183,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1195,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1208,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{13}
+	return file_goray_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KVReply) GetFound() bool {
@@ -1163,7 +1249,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1261,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1274,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{14}
+	return file_goray_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubscribeRequest) GetChannels() []string {
@@ -1220,7 +1306,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1318,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1331,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{15}
+	return file_goray_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogBatch) GetJobId() string {
@@ -1310,7 +1396,7 @@ type PubMessage struct {
 
 func (x *PubMessage) Reset() {
 	*x = PubMessage{}
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1408,7 @@ func (x *PubMessage) String() string {
 func (*PubMessage) ProtoMessage() {}
 
 func (x *PubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1421,7 @@ func (x *PubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubMessage.ProtoReflect.Descriptor instead.
 func (*PubMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{16}
+	return file_goray_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PubMessage) GetChannel() string {
@@ -1397,7 +1483,7 @@ type ActorSpec struct {
 
 func (x *ActorSpec) Reset() {
 	*x = ActorSpec{}
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1495,7 @@ func (x *ActorSpec) String() string {
 func (*ActorSpec) ProtoMessage() {}
 
 func (x *ActorSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1508,7 @@ func (x *ActorSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorSpec.ProtoReflect.Descriptor instead.
 func (*ActorSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{17}
+	return file_goray_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ActorSpec) GetActorId() string {
@@ -1548,7 +1634,7 @@ type ActorArgs struct {
 
 func (x *ActorArgs) Reset() {
 	*x = ActorArgs{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1646,7 @@ func (x *ActorArgs) String() string {
 func (*ActorArgs) ProtoMessage() {}
 
 func (x *ActorArgs) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1659,7 @@ func (x *ActorArgs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorArgs.ProtoReflect.Descriptor instead.
 func (*ActorArgs) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActorArgs) GetActorId() string {
@@ -1616,7 +1702,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1714,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1727,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ActorInfo) GetSpec() *ActorSpec {
@@ -1730,7 +1816,7 @@ type ActorList struct {
 
 func (x *ActorList) Reset() {
 	*x = ActorList{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1828,7 @@ func (x *ActorList) String() string {
 func (*ActorList) ProtoMessage() {}
 
 func (x *ActorList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1841,7 @@ func (x *ActorList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorList.ProtoReflect.Descriptor instead.
 func (*ActorList) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActorList) GetActors() []*ActorInfo {
@@ -1776,7 +1862,7 @@ type GetActorRequest struct {
 
 func (x *GetActorRequest) Reset() {
 	*x = GetActorRequest{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1874,7 @@ func (x *GetActorRequest) String() string {
 func (*GetActorRequest) ProtoMessage() {}
 
 func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1887,7 @@ func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
 func (*GetActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetActorRequest) GetActorId() string {
@@ -1835,7 +1921,7 @@ type KillActorRequest struct {
 
 func (x *KillActorRequest) Reset() {
 	*x = KillActorRequest{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1933,7 @@ func (x *KillActorRequest) String() string {
 func (*KillActorRequest) ProtoMessage() {}
 
 func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1946,7 @@ func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
 func (*KillActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KillActorRequest) GetActorId() string {
@@ -1887,7 +1973,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1985,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +1998,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Chunk) GetHash() string {
@@ -1938,7 +2024,7 @@ type BinaryRef struct {
 
 func (x *BinaryRef) Reset() {
 	*x = BinaryRef{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2036,7 @@ func (x *BinaryRef) String() string {
 func (*BinaryRef) ProtoMessage() {}
 
 func (x *BinaryRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2049,7 @@ func (x *BinaryRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRef.ProtoReflect.Descriptor instead.
 func (*BinaryRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BinaryRef) GetHash() string {
@@ -1982,7 +2068,7 @@ type HasBinaryReply struct {
 
 func (x *HasBinaryReply) Reset() {
 	*x = HasBinaryReply{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2080,7 @@ func (x *HasBinaryReply) String() string {
 func (*HasBinaryReply) ProtoMessage() {}
 
 func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2093,7 @@ func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBinaryReply.ProtoReflect.Descriptor instead.
 func (*HasBinaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HasBinaryReply) GetFound() bool {
@@ -2038,7 +2124,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2136,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2149,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeaseRequest) GetJobId() string {
@@ -2161,7 +2247,7 @@ type LeaseUpdate struct {
 
 func (x *LeaseUpdate) Reset() {
 	*x = LeaseUpdate{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2259,7 @@ func (x *LeaseUpdate) String() string {
 func (*LeaseUpdate) ProtoMessage() {}
 
 func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2272,7 @@ func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseUpdate.ProtoReflect.Descriptor instead.
 func (*LeaseUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeaseUpdate) GetState() LeaseState {
@@ -2271,7 +2357,7 @@ type LeaseClientMessage struct {
 
 func (x *LeaseClientMessage) Reset() {
 	*x = LeaseClientMessage{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2369,7 @@ func (x *LeaseClientMessage) String() string {
 func (*LeaseClientMessage) ProtoMessage() {}
 
 func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2382,7 @@ func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClientMessage.ProtoReflect.Descriptor instead.
 func (*LeaseClientMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaseClientMessage) GetRequest() *LeaseRequest {
@@ -2325,7 +2411,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2423,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2436,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2391,7 +2477,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2489,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2502,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerBlocked) GetWorkerId() string {
@@ -2443,7 +2529,7 @@ type ObjectLocation struct {
 
 func (x *ObjectLocation) Reset() {
 	*x = ObjectLocation{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2541,7 @@ func (x *ObjectLocation) String() string {
 func (*ObjectLocation) ProtoMessage() {}
 
 func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2554,7 @@ func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocation.ProtoReflect.Descriptor instead.
 func (*ObjectLocation) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ObjectLocation) GetNodeId() string {
@@ -2497,7 +2583,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2595,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2608,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateObjectRequest) GetObjectId() string {
@@ -2562,7 +2648,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2660,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2673,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateObjectReply) GetPath() string {
@@ -2607,7 +2693,7 @@ type ObjectRequest struct {
 
 func (x *ObjectRequest) Reset() {
 	*x = ObjectRequest{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2705,7 @@ func (x *ObjectRequest) String() string {
 func (*ObjectRequest) ProtoMessage() {}
 
 func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2718,7 @@ func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRequest.ProtoReflect.Descriptor instead.
 func (*ObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ObjectRequest) GetObjectId() string {
@@ -2660,7 +2746,7 @@ type LocalObjectRequest struct {
 
 func (x *LocalObjectRequest) Reset() {
 	*x = LocalObjectRequest{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2758,7 @@ func (x *LocalObjectRequest) String() string {
 func (*LocalObjectRequest) ProtoMessage() {}
 
 func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2771,7 @@ func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectRequest.ProtoReflect.Descriptor instead.
 func (*LocalObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LocalObjectRequest) GetObjectId() string {
@@ -2719,7 +2805,7 @@ type BorrowRequest struct {
 
 func (x *BorrowRequest) Reset() {
 	*x = BorrowRequest{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2817,7 @@ func (x *BorrowRequest) String() string {
 func (*BorrowRequest) ProtoMessage() {}
 
 func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2830,7 @@ func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
 func (*BorrowRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BorrowRequest) GetObjectId() string {
@@ -2771,7 +2857,7 @@ type ObjectLocationUpdate struct {
 
 func (x *ObjectLocationUpdate) Reset() {
 	*x = ObjectLocationUpdate{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2869,7 @@ func (x *ObjectLocationUpdate) String() string {
 func (*ObjectLocationUpdate) ProtoMessage() {}
 
 func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2882,7 @@ func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocationUpdate.ProtoReflect.Descriptor instead.
 func (*ObjectLocationUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ObjectLocationUpdate) GetObjectId() string {
@@ -2823,7 +2909,7 @@ type LocalObjectReply struct {
 
 func (x *LocalObjectReply) Reset() {
 	*x = LocalObjectReply{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2921,7 @@ func (x *LocalObjectReply) String() string {
 func (*LocalObjectReply) ProtoMessage() {}
 
 func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2934,7 @@ func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
 func (*LocalObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LocalObjectReply) GetPath() string {
@@ -2876,7 +2962,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +2974,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +2987,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ObjectChunk) GetSize() int64 {
@@ -2934,7 +3020,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3032,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3045,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() []string {
@@ -2982,7 +3068,7 @@ type ObjectStat struct {
 
 func (x *ObjectStat) Reset() {
 	*x = ObjectStat{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3080,7 @@ func (x *ObjectStat) String() string {
 func (*ObjectStat) ProtoMessage() {}
 
 func (x *ObjectStat) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3093,7 @@ func (x *ObjectStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
 func (*ObjectStat) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ObjectStat) GetObjectId() string {
@@ -3064,7 +3150,7 @@ type ObjectStoreStats struct {
 
 func (x *ObjectStoreStats) Reset() {
 	*x = ObjectStoreStats{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3162,7 @@ func (x *ObjectStoreStats) String() string {
 func (*ObjectStoreStats) ProtoMessage() {}
 
 func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3175,7 @@ func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
 func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ObjectStoreStats) GetNodeId() string {
@@ -3190,7 +3276,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3288,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3301,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -3311,7 +3397,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3409,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3422,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -3405,7 +3491,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3503,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3516,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{45}
+	return file_goray_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -3460,7 +3546,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3472,7 +3558,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3485,7 +3571,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{46}
+	return file_goray_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -3532,7 +3618,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[47]
+	mi := &file_goray_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3544,7 +3630,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[47]
+	mi := &file_goray_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3557,7 +3643,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{47}
+	return file_goray_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -3572,7 +3658,7 @@ var File_goray_proto protoreflect.FileDescriptor
 const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"\vgoray.proto\x12\tgoray.rpc\"\a\n" +
-	"\x05Empty\"\xf0\x04\n" +
+	"\x05Empty\"\xae\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\anode_ip\x18\x02 \x01(\tR\x06nodeIp\x12%\n" +
@@ -3589,7 +3675,10 @@ const file_goray_proto_rawDesc = "" +
 	"\aversion\x18\f \x01(\tR\aversion\x12\x1b\n" +
 	"\tnode_name\x18\r \x01(\tR\bnodeName\x12\x1f\n" +
 	"\vsession_dir\x18\x0e \x01(\tR\n" +
-	"sessionDir\x1a8\n" +
+	"sessionDir\x12\x1f\n" +
+	"\vinstance_id\x18\x0f \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tnode_type\x18\x10 \x01(\tR\bnodeType\x1a8\n" +
 	"\n" +
 	"TotalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3613,25 +3702,35 @@ const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"ShapeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x92\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xbc\x02\n" +
 	"\x0eResourceReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12F\n" +
 	"\tavailable\x18\x02 \x03(\v2(.goray.rpc.ResourceReport.AvailableEntryR\tavailable\x123\n" +
 	"\ademands\x18\x03 \x03(\v2\x19.goray.rpc.ResourceDemandR\ademands\x12,\n" +
-	"\x12num_leased_workers\x18\x04 \x01(\x03R\x10numLeasedWorkers\x1a<\n" +
+	"\x12num_leased_workers\x18\x04 \x01(\x03R\x10numLeasedWorkers\x12(\n" +
+	"\x10idle_duration_ms\x18\x05 \x01(\x03R\x0eidleDurationMs\x1a<\n" +
 	"\x0eAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf2\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9c\x02\n" +
 	"\rNodeResources\x12'\n" +
 	"\x04node\x18\x01 \x01(\v2\x13.goray.rpc.NodeInfoR\x04node\x12E\n" +
 	"\tavailable\x18\x02 \x03(\v2'.goray.rpc.NodeResources.AvailableEntryR\tavailable\x123\n" +
-	"\ademands\x18\x03 \x03(\v2\x19.goray.rpc.ResourceDemandR\ademands\x1a<\n" +
+	"\ademands\x18\x03 \x03(\v2\x19.goray.rpc.ResourceDemandR\ademands\x12(\n" +
+	"\x10idle_duration_ms\x18\x04 \x01(\x03R\x0eidleDurationMs\x1a<\n" +
 	"\x0eAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"W\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x94\x01\n" +
+	"\rResourceShape\x12E\n" +
+	"\tresources\x18\x01 \x03(\v2'.goray.rpc.ResourceShape.ResourcesEntryR\tresources\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x91\x01\n" +
 	"\vClusterView\x12.\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x18.goray.rpc.NodeResourcesR\x05nodes\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\xc0\x03\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x128\n" +
+	"\n" +
+	"launchable\x18\x03 \x03(\v2\x18.goray.rpc.ResourceShapeR\n" +
+	"launchable\"\xc0\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12%\n" +
 	"\x0edriver_address\x18\x02 \x01(\tR\rdriverAddress\x12\x1b\n" +
@@ -3962,7 +4061,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -3976,171 +4075,175 @@ var file_goray_proto_goTypes = []any{
 	(*ResourceDemand)(nil),        // 9: goray.rpc.ResourceDemand
 	(*ResourceReport)(nil),        // 10: goray.rpc.ResourceReport
 	(*NodeResources)(nil),         // 11: goray.rpc.NodeResources
-	(*ClusterView)(nil),           // 12: goray.rpc.ClusterView
-	(*JobInfo)(nil),               // 13: goray.rpc.JobInfo
-	(*JobList)(nil),               // 14: goray.rpc.JobList
-	(*JobID)(nil),                 // 15: goray.rpc.JobID
-	(*KVRequest)(nil),             // 16: goray.rpc.KVRequest
-	(*KVReply)(nil),               // 17: goray.rpc.KVReply
-	(*SubscribeRequest)(nil),      // 18: goray.rpc.SubscribeRequest
-	(*LogBatch)(nil),              // 19: goray.rpc.LogBatch
-	(*PubMessage)(nil),            // 20: goray.rpc.PubMessage
-	(*ActorSpec)(nil),             // 21: goray.rpc.ActorSpec
-	(*ActorArgs)(nil),             // 22: goray.rpc.ActorArgs
-	(*ActorInfo)(nil),             // 23: goray.rpc.ActorInfo
-	(*ActorList)(nil),             // 24: goray.rpc.ActorList
-	(*GetActorRequest)(nil),       // 25: goray.rpc.GetActorRequest
-	(*KillActorRequest)(nil),      // 26: goray.rpc.KillActorRequest
-	(*Chunk)(nil),                 // 27: goray.rpc.Chunk
-	(*BinaryRef)(nil),             // 28: goray.rpc.BinaryRef
-	(*HasBinaryReply)(nil),        // 29: goray.rpc.HasBinaryReply
-	(*LeaseRequest)(nil),          // 30: goray.rpc.LeaseRequest
-	(*LeaseUpdate)(nil),           // 31: goray.rpc.LeaseUpdate
-	(*LeaseClientMessage)(nil),    // 32: goray.rpc.LeaseClientMessage
-	(*RegisterWorkerRequest)(nil), // 33: goray.rpc.RegisterWorkerRequest
-	(*WorkerBlocked)(nil),         // 34: goray.rpc.WorkerBlocked
-	(*ObjectLocation)(nil),        // 35: goray.rpc.ObjectLocation
-	(*CreateObjectRequest)(nil),   // 36: goray.rpc.CreateObjectRequest
-	(*CreateObjectReply)(nil),     // 37: goray.rpc.CreateObjectReply
-	(*ObjectRequest)(nil),         // 38: goray.rpc.ObjectRequest
-	(*LocalObjectRequest)(nil),    // 39: goray.rpc.LocalObjectRequest
-	(*BorrowRequest)(nil),         // 40: goray.rpc.BorrowRequest
-	(*ObjectLocationUpdate)(nil),  // 41: goray.rpc.ObjectLocationUpdate
-	(*LocalObjectReply)(nil),      // 42: goray.rpc.LocalObjectReply
-	(*ObjectChunk)(nil),           // 43: goray.rpc.ObjectChunk
-	(*DeleteObjectsRequest)(nil),  // 44: goray.rpc.DeleteObjectsRequest
-	(*ObjectStat)(nil),            // 45: goray.rpc.ObjectStat
-	(*ObjectStoreStats)(nil),      // 46: goray.rpc.ObjectStoreStats
-	(*TaskSpec)(nil),              // 47: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 48: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 49: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 50: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 51: goray.rpc.CancelRequest
-	nil,                           // 52: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 53: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 54: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 55: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 56: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 57: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 58: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 59: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 60: goray.rpc.LeaseRequest.HoldEntry
+	(*ResourceShape)(nil),         // 12: goray.rpc.ResourceShape
+	(*ClusterView)(nil),           // 13: goray.rpc.ClusterView
+	(*JobInfo)(nil),               // 14: goray.rpc.JobInfo
+	(*JobList)(nil),               // 15: goray.rpc.JobList
+	(*JobID)(nil),                 // 16: goray.rpc.JobID
+	(*KVRequest)(nil),             // 17: goray.rpc.KVRequest
+	(*KVReply)(nil),               // 18: goray.rpc.KVReply
+	(*SubscribeRequest)(nil),      // 19: goray.rpc.SubscribeRequest
+	(*LogBatch)(nil),              // 20: goray.rpc.LogBatch
+	(*PubMessage)(nil),            // 21: goray.rpc.PubMessage
+	(*ActorSpec)(nil),             // 22: goray.rpc.ActorSpec
+	(*ActorArgs)(nil),             // 23: goray.rpc.ActorArgs
+	(*ActorInfo)(nil),             // 24: goray.rpc.ActorInfo
+	(*ActorList)(nil),             // 25: goray.rpc.ActorList
+	(*GetActorRequest)(nil),       // 26: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),      // 27: goray.rpc.KillActorRequest
+	(*Chunk)(nil),                 // 28: goray.rpc.Chunk
+	(*BinaryRef)(nil),             // 29: goray.rpc.BinaryRef
+	(*HasBinaryReply)(nil),        // 30: goray.rpc.HasBinaryReply
+	(*LeaseRequest)(nil),          // 31: goray.rpc.LeaseRequest
+	(*LeaseUpdate)(nil),           // 32: goray.rpc.LeaseUpdate
+	(*LeaseClientMessage)(nil),    // 33: goray.rpc.LeaseClientMessage
+	(*RegisterWorkerRequest)(nil), // 34: goray.rpc.RegisterWorkerRequest
+	(*WorkerBlocked)(nil),         // 35: goray.rpc.WorkerBlocked
+	(*ObjectLocation)(nil),        // 36: goray.rpc.ObjectLocation
+	(*CreateObjectRequest)(nil),   // 37: goray.rpc.CreateObjectRequest
+	(*CreateObjectReply)(nil),     // 38: goray.rpc.CreateObjectReply
+	(*ObjectRequest)(nil),         // 39: goray.rpc.ObjectRequest
+	(*LocalObjectRequest)(nil),    // 40: goray.rpc.LocalObjectRequest
+	(*BorrowRequest)(nil),         // 41: goray.rpc.BorrowRequest
+	(*ObjectLocationUpdate)(nil),  // 42: goray.rpc.ObjectLocationUpdate
+	(*LocalObjectReply)(nil),      // 43: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 44: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 45: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 46: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 47: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 48: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 49: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 50: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 51: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 52: goray.rpc.CancelRequest
+	nil,                           // 53: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 54: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 55: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 56: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 57: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 58: goray.rpc.ResourceShape.ResourcesEntry
+	nil,                           // 59: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 60: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 61: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 62: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	52, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	53, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	53, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	54, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	54, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	55, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	55, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	56, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	56, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	57, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
-	11, // 10: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	57, // 11: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
-	13, // 12: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
-	5,  // 13: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
-	13, // 14: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
-	19, // 15: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
-	23, // 16: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	58, // 17: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
-	2,  // 18: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
-	21, // 19: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
-	1,  // 20: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	23, // 21: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	59, // 22: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
-	2,  // 23: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	60, // 24: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
-	3,  // 25: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
-	30, // 26: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	35, // 27: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
-	35, // 28: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
-	45, // 29: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
-	35, // 30: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
-	5,  // 31: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	7,  // 32: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	4,  // 33: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	10, // 34: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	4,  // 35: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	13, // 36: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	15, // 37: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	4,  // 38: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	16, // 39: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	16, // 40: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	16, // 41: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	16, // 42: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	18, // 43: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	20, // 44: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	21, // 45: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	25, // 46: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	26, // 47: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	22, // 48: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
-	4,  // 49: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	28, // 50: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	27, // 51: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	28, // 52: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	32, // 53: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	36, // 54: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
-	38, // 55: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
-	39, // 56: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	38, // 57: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
-	38, // 58: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	44, // 59: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 60: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	33, // 61: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	34, // 62: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 63: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	49, // 64: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	51, // 65: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 66: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	41, // 67: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
-	40, // 68: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
-	40, // 69: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
-	6,  // 70: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 71: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 72: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	12, // 73: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	12, // 74: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	13, // 75: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 76: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	14, // 77: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	17, // 78: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	17, // 79: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	17, // 80: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	17, // 81: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	20, // 82: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 83: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	23, // 84: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	23, // 85: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 86: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	4,  // 87: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
-	24, // 88: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	29, // 89: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 90: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	27, // 91: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	31, // 92: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	37, // 93: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 94: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	42, // 95: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 96: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	43, // 97: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 98: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	46, // 99: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 100: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 101: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 102: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	50, // 103: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 104: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 105: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	4,  // 106: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
-	4,  // 107: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
-	4,  // 108: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
-	70, // [70:109] is the sub-list for method output_type
-	31, // [31:70] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	58, // 10: goray.rpc.ResourceShape.resources:type_name -> goray.rpc.ResourceShape.ResourcesEntry
+	11, // 11: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
+	12, // 12: goray.rpc.ClusterView.launchable:type_name -> goray.rpc.ResourceShape
+	59, // 13: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	14, // 14: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
+	5,  // 15: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
+	14, // 16: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
+	20, // 17: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
+	24, // 18: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
+	60, // 19: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	2,  // 20: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
+	22, // 21: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
+	1,  // 22: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
+	24, // 23: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
+	61, // 24: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	2,  // 25: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
+	62, // 26: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	3,  // 27: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
+	31, // 28: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
+	36, // 29: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
+	36, // 30: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
+	46, // 31: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	36, // 32: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	5,  // 33: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 34: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 35: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 36: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 37: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	14, // 38: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	16, // 39: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 40: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	17, // 41: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	17, // 42: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	17, // 43: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	17, // 44: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	19, // 45: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	21, // 46: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	22, // 47: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	26, // 48: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	27, // 49: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	23, // 50: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
+	4,  // 51: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	29, // 52: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	28, // 53: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	29, // 54: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	33, // 55: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	37, // 56: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	39, // 57: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	40, // 58: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	39, // 59: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	39, // 60: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	45, // 61: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 62: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	34, // 63: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	35, // 64: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 65: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	50, // 66: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	52, // 67: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 68: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	42, // 69: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	41, // 70: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
+	41, // 71: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
+	6,  // 72: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 73: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 74: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	13, // 75: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	13, // 76: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	14, // 77: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 78: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	15, // 79: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	18, // 80: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	18, // 81: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	18, // 82: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	18, // 83: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	21, // 84: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 85: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	24, // 86: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	24, // 87: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 88: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	4,  // 89: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
+	25, // 90: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	30, // 91: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 92: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	28, // 93: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	32, // 94: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	38, // 95: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 96: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	43, // 97: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 98: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	44, // 99: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 100: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	47, // 101: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 102: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 103: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 104: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	51, // 105: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 106: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 107: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 108: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	4,  // 109: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
+	4,  // 110: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
+	72, // [72:111] is the sub-list for method output_type
+	33, // [33:72] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4154,7 +4257,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
