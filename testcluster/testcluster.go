@@ -18,7 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/node"
+	"github.com/goray/goray/proto/rpcpb"
 )
 
 // Options shape a cluster.
@@ -33,6 +38,9 @@ type Options struct {
 	FailureThreshold  int
 	// Env is added to every process's environment.
 	Env []string
+	// HeadFlags are extra goray start flags for the head (e.g.
+	// --autoscaling-config=FILE).
+	HeadFlags []string
 }
 
 // NodeOptions shape one node.
@@ -123,7 +131,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	os.MkdirAll(c.Home, 0o700)
 	t.Cleanup(c.Stop)
-	c.Head = c.StartNode(NodeOptions{CPUs: opts.HeadCPUs, Flags: []string{"--head", "--port=0", "--dashboard-port=0"}})
+	c.Head = c.StartNode(NodeOptions{CPUs: opts.HeadCPUs, Flags: append([]string{"--head", "--port=0", "--dashboard-port=0"}, opts.HeadFlags...)})
 	c.Address = c.Head.Info.GCSAddress
 	for i := 0; i < opts.Workers; i++ {
 		c.AddNode(NodeOptions{CPUs: opts.WorkerCPUs})
@@ -265,6 +273,17 @@ func (c *Cluster) Goray(args ...string) (string, error) {
 		return out.String(), fmt.Errorf("goray %s: %v: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String(), nil
+}
+
+// GCS returns a client of the head's GCS, authenticated with the
+// cluster's token; it is closed when the test ends.
+func (c *Cluster) GCS() rpcpb.GcsServiceClient {
+	conn, err := grpc.NewClient(c.Address, append(auth.DialOptions(c.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return rpcpb.NewGcsServiceClient(conn)
 }
 
 // Eventually polls cond every 20ms until it holds or timeout passes.

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/internal/raylet"
 )
@@ -35,6 +37,7 @@ func startCmd() *cobra.Command {
 		dashHost, tempDir, gcsStorage, spillDir string
 		block                                   bool
 		clientPort, metricsPort                 int
+		autoscalingConfig                       string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -74,6 +77,16 @@ func startCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var scaling *clusterconfig.Config
+			if autoscalingConfig != "" {
+				if !head {
+					return errors.New("--autoscaling-config is for the head (--head): its autoscaler launches the other nodes")
+				}
+				if scaling, err = clusterconfig.Load(autoscalingConfig); err != nil {
+					return err
+				}
+				headTypeDefaults(f, scaling, res, &lbl)
+			}
 			var token string
 			if !auth.Disabled() {
 				if head {
@@ -91,7 +104,7 @@ func startCmd() *cobra.Command {
 				AgentPort: agentPort, AgentPortSet: f.Changed("dashboard-agent-listen-port"),
 				NumCPUs: -1, NumGPUs: -1, Memory: memory, ObjectStoreMemory: objectStoreMemory,
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
-				ObjectSpillingDir: spillDir,
+				ObjectSpillingDir: spillDir, Autoscaling: scaling,
 			}
 			if f.Changed("num-cpus") {
 				cfg.NumCPUs = numCPUs
@@ -125,6 +138,7 @@ func startCmd() *cobra.Command {
 	f.StringVar(&gcsStorage, "gcs-storage-path", "", "persist the GCS tables in this directory and reload them on restart")
 	f.StringVar(&spillDir, "object-spilling-directory", "", "where the object store spills (default: the session directory)")
 	f.BoolVar(&block, "block", false, "run the node in the foreground")
+	f.StringVar(&autoscalingConfig, "autoscaling-config", "", "cluster YAML (Ray's format): the head runs an autoscaler that launches and terminates nodes through its provider")
 	return cmd
 }
 
@@ -133,8 +147,9 @@ func startCmd() *cobra.Command {
 func runBlocking(cmd *cobra.Command, cfg node.Config) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	n, err := node.Start(cfg)
 	ready := os.Getenv(readyEnv)
+	os.Unsetenv(readyEnv) // for this process only, not the nodes an autoscaler starts
+	n, err := node.Start(cfg)
 	if err != nil {
 		if ready != "" {
 			os.WriteFile(ready, []byte(`{"error":`+quote(err.Error())+`}`), 0o644)
@@ -157,6 +172,33 @@ func runBlocking(cmd *cobra.Command, cfg node.Config) error {
 	case err := <-n.Raylet.Dead():
 		n.Stop()
 		return err
+	}
+}
+
+// headTypeDefaults gives the head the resources and labels of its
+// head_node_type where no flag set them: Ray's autoscaler cannot configure
+// the head, so they must agree.
+func headTypeDefaults(f *pflag.FlagSet, c *clusterconfig.Config, res map[string]float64, lbl *map[string]string) {
+	t := c.AvailableNodeTypes[c.HeadNodeType]
+	if t == nil {
+		return
+	}
+	flags := map[string]string{"CPU": "num-cpus", "GPU": "num-gpus", "memory": "memory", "object_store_memory": "object-store-memory"}
+	for k, v := range t.Resources {
+		if name, ok := flags[k]; ok {
+			if !f.Changed(name) {
+				val := strconv.FormatFloat(v, 'f', -1, 64)
+				if k == "memory" || k == "object_store_memory" {
+					val = strconv.FormatInt(int64(v), 10)
+				}
+				f.Set(name, val)
+			}
+		} else if _, ok := res[k]; !ok {
+			res[k] = v
+		}
+	}
+	if len(*lbl) == 0 && len(t.Labels) > 0 {
+		*lbl = t.Labels
 	}
 }
 

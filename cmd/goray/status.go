@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/autoscaler"
+	"github.com/goray/goray/internal/autoscaler/request"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -85,7 +87,14 @@ func statusCmd() *cobra.Command {
 					}
 					return errors.New(status.Convert(err).Message())
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), autoscaler.FormatStatus(statusOf(view)))
+				st := statusOf(view)
+				if r, err := gcs.KVGet(ctx, &rpcpb.KVRequest{Namespace: request.Namespace, Key: autoscaler.KVStatus}); err == nil && r.Found {
+					var rep autoscaler.Report
+					if err := json.Unmarshal(r.Value, &rep); err == nil {
+						st.AddReport(rep)
+					}
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), autoscaler.FormatStatus(st))
 				return nil
 			})
 		},
@@ -99,8 +108,12 @@ func statusOf(view *rpcpb.ClusterView) autoscaler.Status {
 	st := autoscaler.Status{Time: time.Now()}
 	for _, n := range view.Nodes {
 		alive := n.Node.State == rpcpb.NodeState_ALIVE
+		typ := n.Node.NodeType
+		if typ == "" {
+			typ = "node_" + n.Node.NodeId // as Ray names nodes no autoscaler launched
+		}
 		st.Nodes = append(st.Nodes, autoscaler.StatusNode{
-			ID: n.Node.NodeId, Type: "node_" + n.Node.NodeId, IP: n.Node.NodeIp, Alive: alive,
+			ID: n.Node.NodeId, Type: typ, IP: n.Node.NodeIp, Alive: alive, Reason: n.Node.DeathReason,
 			Total: n.Node.Total, Available: n.Available,
 		})
 		for _, d := range n.Demands {

@@ -52,8 +52,8 @@ type NodeState struct {
 
 // Demand is Count tasks, actors or job entrypoints waiting for Shape.
 type Demand struct {
-	Shape scheduler.Resources
-	Count int
+	Shape scheduler.Resources `json:"shape"`
+	Count int                 `json:"count"`
 }
 
 // Snapshot is everything one planning round looks at.

@@ -14,6 +14,7 @@ import (
 type StatusNode struct {
 	ID, Type, IP string
 	Alive        bool
+	Reason       string // why a dead node died
 	Total        map[string]float64
 	Available    map[string]float64
 }
@@ -26,13 +27,42 @@ type StatusDemand struct {
 	Infeasible bool
 }
 
-// Status is the input to FormatStatus. Pending holds ready-made lines such as
-// " <type>, <n> launching"; a zero Time means now.
+// Status is the input to FormatStatus. Pending and Failures hold
+// ready-made lines such as " <type>, <n> launching"; a zero Time means now.
 type Status struct {
-	Time    time.Time
-	Nodes   []StatusNode
-	Pending []string
-	Demands []StatusDemand
+	Time     time.Time
+	Nodes    []StatusNode
+	Pending  []string
+	Failures []string
+	Demands  []StatusDemand
+}
+
+// AddReport adds what the autoscaler published: its pending nodes, in
+// Ray's " <ip>: <type>, launching" form (" <type>, <n> launching" for
+// nodes without an address yet), its launch failures, and the infeasible
+// demands it found.
+func (s *Status) AddReport(r Report) {
+	launching := map[string]int{}
+	for _, p := range r.Pending {
+		if p.IP != "" {
+			s.Pending = append(s.Pending, fmt.Sprintf(" %s: %s, launching", p.IP, p.NodeType))
+		} else {
+			launching[p.NodeType]++
+		}
+	}
+	for _, typ := range sortedKeys(launching) {
+		s.Pending = append(s.Pending, fmt.Sprintf(" %s, %d launching", typ, launching[typ]))
+	}
+	for _, f := range r.Failures {
+		typ := f.NodeType
+		if typ == "" {
+			typ = "autoscaler"
+		}
+		s.Failures = append(s.Failures, fmt.Sprintf(" %s: %s (%s) - %s", typ, f.Kind, f.Time.Local().Format("15:04:05"), f.Detail))
+	}
+	for _, d := range r.Infeasible {
+		s.Demands = append(s.Demands, StatusDemand{Shape: d.Shape, Count: 0, Infeasible: true})
+	}
 }
 
 // FormatStatus renders s in the layout of Ray's autoscaler v1
@@ -53,7 +83,11 @@ func FormatStatus(s Status) string {
 	total, avail := map[string]float64{}, map[string]float64{}
 	for _, n := range s.Nodes {
 		if !n.Alive {
-			failures = append(failures, fmt.Sprintf(" %s: NodeTerminated (ip: %s)", n.Type, n.IP))
+			line := fmt.Sprintf(" %s: NodeTerminated (ip: %s)", n.Type, n.IP)
+			if n.Reason != "" {
+				line += " - " + n.Reason
+			}
+			failures = append(failures, line)
 			continue
 		}
 		healthy[n.Type]++
@@ -80,13 +114,24 @@ func FormatStatus(s Status) string {
 		}
 	}
 
+	failures = append(failures, s.Failures...)
+
 	counts := map[string]int64{} // Ray merges demands of the same shape.
+	infeasible := map[string]bool{}
 	for _, d := range s.Demands {
 		counts[pyDict(d.Shape)] += d.Count
+		infeasible[pyDict(d.Shape)] = infeasible[pyDict(d.Shape)] || d.Infeasible
 	}
 	var demands []string
 	for _, shape := range sortedKeys(counts) {
-		demands = append(demands, fmt.Sprintf(" %s: %d+ pending tasks/actors", shape, counts[shape]))
+		if counts[shape] == 0 {
+			continue // only the autoscaler's note; no raylet reports it waiting now
+		}
+		line := fmt.Sprintf(" %s: %d+ pending tasks/actors", shape, counts[shape])
+		if infeasible[shape] {
+			line += " (infeasible: no node type can ever fit it)"
+		}
+		demands = append(demands, line)
 	}
 
 	var b strings.Builder

@@ -98,9 +98,43 @@ Resources
 Usage:
  1.0/1.0 CPU
 Demands:
- {'CPU': 1.0, 'GPU': 8.0}: 5+ pending tasks/actors
+ {'CPU': 1.0, 'GPU': 8.0}: 5+ pending tasks/actors (infeasible: no node type can ever fit it)
  {'CPU': 1.0}: 5+ pending tasks/actors
  {'custom': 0.5}: 1+ pending tasks/actors`,
+		},
+		{
+			name: "with the autoscaler's report",
+			in: func() Status {
+				st := Status{Time: statusTime, Nodes: []StatusNode{
+					node("1", "head", true, map[string]float64{"CPU": 0}, map[string]float64{"CPU": 0}),
+					{ID: "2", Type: "worker", IP: "10.0.0.2", Reason: "health check failed", Total: map[string]float64{"CPU": 2}},
+				}}
+				st.AddReport(Report{
+					Pending:    []PendingNode{{ID: "a", NodeType: "worker"}, {ID: "b", NodeType: "worker"}, {ID: "c", NodeType: "gpu", IP: "10.0.0.7"}},
+					Failures:   []Failure{{Time: statusTime, NodeType: "gpu", Kind: "LaunchFailed", Detail: "quota exceeded"}},
+					Infeasible: []Demand{{Shape: map[string]float64{"GPU": 999}, Count: 1}},
+				})
+				st.Demands = append(st.Demands, StatusDemand{Shape: map[string]float64{"GPU": 999}, Count: 1})
+				return st
+			}(),
+			want: `======== Autoscaler status: 2026-11-30 02:03:59.123456 ========
+Node status
+---------------------------------------------------------------
+Healthy:
+ 1 head
+Pending:
+ 10.0.0.7: gpu, launching
+ worker, 2 launching
+Recent failures:
+ worker: NodeTerminated (ip: 10.0.0.2) - health check failed
+ gpu: LaunchFailed (` + statusTime.Local().Format("15:04:05") + `) - quota exceeded
+
+Resources
+---------------------------------------------------------------
+Usage:
+ 0.0/0.0 CPU
+Demands:
+ {'GPU': 999.0}: 1+ pending tasks/actors (infeasible: no node type can ever fit it)`,
 		},
 		{
 			name: "no alive nodes",

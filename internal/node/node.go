@@ -25,9 +25,12 @@ import (
 	"github.com/goray/goray/internal/auth"
 	"golang.org/x/sys/unix"
 
+	"github.com/goray/goray/internal/autoscaler"
+	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs"
 	"github.com/goray/goray/internal/object"
+	"github.com/goray/goray/internal/provider"
 	"github.com/goray/goray/internal/raylet"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/rpcpb"
@@ -87,6 +90,14 @@ type Config struct {
 	Logger              *slog.Logger
 	// Jobs adjusts the head's job manager settings (tests).
 	Jobs func(*jobs.Config)
+	// Autoscaling, on the head, starts the autoscaler with this cluster
+	// config (--autoscaling-config).
+	Autoscaling *clusterconfig.Config
+	// InstanceID and NodeType name the node for the autoscaler (default:
+	// $GORAY_CLOUD_INSTANCE_ID / $RAY_CLOUD_INSTANCE_ID and
+	// $GORAY_NODE_TYPE_NAME / $RAY_NODE_TYPE_NAME; on the head, its
+	// head_node_type).
+	InstanceID, NodeType string
 }
 
 // Info is what a started node records in its session directory and prints.
@@ -116,6 +127,10 @@ type Node struct {
 	supervisor *jobs.Supervisor
 	// storeDirs are the object store's directories, removed at Stop.
 	storeDirs []string
+
+	autoscaler *autoscaler.Autoscaler
+	provider   provider.NodeProvider
+	monitorLog *os.File
 }
 
 // TempRoot resolves the temp root: flag, else GORAY_TEMP, else /tmp/goray.
@@ -165,6 +180,15 @@ func DetectNodeIP(headAddress string) string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func envDuration(names []string, def time.Duration) time.Duration {
@@ -227,6 +251,15 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: --node-ip-address %q is not an IP address", cfg.NodeIP)
 	}
 	cfg.TempRoot = TempRoot(cfg.TempRoot)
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = firstEnv(provider.EnvInstanceID, "RAY_CLOUD_INSTANCE_ID")
+	}
+	if cfg.NodeType == "" {
+		cfg.NodeType = firstEnv(provider.EnvNodeTypeName, "RAY_NODE_TYPE_NAME")
+	}
+	if cfg.NodeType == "" && cfg.Autoscaling != nil {
+		cfg.NodeType = cfg.Autoscaling.HeadNodeType
+	}
 	res, err := resources(cfg)
 	if err != nil {
 		return nil, err
@@ -301,6 +334,7 @@ func Start(cfg Config) (*Node, error) {
 		NodeID: n.Info.NodeID, NodeIP: cfg.NodeIP, NodeName: cfg.NodeIP, IsHead: cfg.Head,
 		Listener: rln, Address: n.Info.RayletAddress, AgentAddr: n.Info.AgentAddress,
 		GCSAddress: n.Info.GCSAddress, Token: cfg.Token, Resources: res, Labels: cfg.Labels,
+		InstanceID: cfg.InstanceID, NodeType: cfg.NodeType,
 		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond, ObjectStore: storeCfg,
 		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, GCSReconnectTimeout: cfg.GCSReconnectTimeout, Logger: log,
 	})
@@ -314,6 +348,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.serve(aln, n.agentHandler())
 	n.storeDirs = []string{storeCfg.Dir, storeCfg.SpillDir}
+	if cfg.Head && cfg.Autoscaling != nil {
+		if err := n.startAutoscaler(session); err != nil {
+			return nil, err
+		}
+	}
 
 	b, _ := json.MarshalIndent(n.Info, "", "  ")
 	if err := os.WriteFile(filepath.Join(session, InfoFile), b, 0o644); err != nil {
@@ -518,6 +557,7 @@ func (n *Node) dashboardHandler() http.Handler {
 // Stop stops the node: the raylet leaves the cluster cleanly, then the GCS
 // stops; the session keeps its logs but drops node.json.
 func (n *Node) Stop() {
+	n.stopAutoscaler()
 	if n.supervisor != nil {
 		n.supervisor.Close()
 	}

@@ -464,9 +464,16 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 		changed := r.changed
 		var d scheduler.Decision
 		if req.Spilled {
-			// A spilled request is granted here or waits here; it never spills again.
+			// A spilled request is granted here or waits here, unless another
+			// node (one the autoscaler just added, say) has room now: spilling
+			// only to free nodes cannot ping-pong.
 			d = scheduler.Decision{NodeID: r.cfg.NodeID, Available: sreq.Shape.Fits(r.available)}
-			if !sreq.Shape.Fits(r.total) {
+			if !d.Available && sreq.Strategy != scheduler.NodeAffinity {
+				if o := r.policy.Pick(r.nodesLocked(), r.cfg.NodeID, sreq); o.Available && o.NodeID != r.cfg.NodeID {
+					d = o
+				}
+			}
+			if !d.Available && !sreq.Shape.Fits(r.total) {
 				d = scheduler.Decision{Infeasible: true, Reason: fmt.Sprintf("node %s cannot fit %s", r.cfg.NodeID, sreq.Shape.Key())}
 			}
 		} else {

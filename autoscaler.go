@@ -1,0 +1,40 @@
+package goray
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/goray/goray/internal/autoscaler/request"
+	"github.com/goray/goray/proto/rpcpb"
+)
+
+// RequestResources asks the cluster's autoscaler to scale to at least
+// enough capacity to hold every bundle at once (each a map of resource
+// name to amount, memory in bytes), ignoring current usage, like Ray's
+// ray.autoscaler.sdk.request_resources(bundles=...). Each call replaces the
+// previous request; no bundles clears it. Nodes the request needs are not
+// terminated as idle. It returns an error for negative or non-finite
+// amounts, or when the driver is not connected.
+func RequestResources(bundles ...map[string]float64) error {
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	b, err := request.Encode(bundles)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.cw.GCS().KVPut(ctx, &rpcpb.KVRequest{Namespace: request.Namespace, Key: request.Key, Value: b, Overwrite: true}); err != nil {
+		return fmt.Errorf("goray: request resources: %w", err)
+	}
+	return nil
+}
+
+// RequestCPUs is RequestResources with n bundles of {"CPU": 1}, Ray's
+// request_resources(num_cpus=n).
+func RequestCPUs(n int) error {
+	return RequestResources(request.CPUs(n)...)
+}
