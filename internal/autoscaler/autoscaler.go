@@ -374,7 +374,8 @@ func (a *Autoscaler) launch(ctx context.Context, typ string, count int) {
 			a.delay[typ] = d
 			a.backoff[typ] = time.Now().Add(d)
 			a.mu.Unlock()
-			a.fail(typ, "LaunchFailed", fmt.Sprintf("launch %d %s node(s): %v (retrying in %s)", n, typ, err, d))
+			a.log.Info("launch backoff", "type", typ, "retry_in", d)
+			a.fail(typ, "LaunchFailed", fmt.Sprintf("launch %d %s node(s): %v", n, typ, err))
 			return
 		}
 		delete(a.delay, typ)

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A bad autoscaling config is refused before anything starts, with the
+// offending key named.
+func TestStartRefusesBadAutoscalingConfig(t *testing.T) {
+	c := newCLI(t)
+	base := `cluster_name: t
+max_workers: 2
+provider: {type: process}
+head_node_type: head
+available_node_types:
+  head: {resources: {CPU: 0}, node_config: {}}
+`
+	cases := []struct{ name, yaml, want string }{
+		{"min above max", base + "  w: {resources: {CPU: 1}, node_config: {}, min_workers: 3, max_workers: 2}\n", "available_node_types.w.min_workers"},
+		{"sum of mins above global max", base + "  a: {resources: {CPU: 1}, node_config: {}, min_workers: 2}\n  b: {resources: {CPU: 1}, node_config: {}, min_workers: 1}\n", "sum of min_workers (3) is above max_workers (2)"},
+		{"undefined head type", strings.Replace(base, "head_node_type: head", "head_node_type: nope", 1), `head_node_type "nope"`},
+		{"unknown key", base + "  w: {resources: {CPU: 1}, node_config: {}, max_worker: 2}\n", `unknown key "max_worker"`},
+		{"wrong type", strings.Replace(base, "max_workers: 2", "max_workers: three", 1), "max_workers"},
+		{"unknown provider", strings.Replace(base, "type: process", "type: openstack", 1), "openstack"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(f, []byte(tc.yaml), 0o644)
+			out, err := c.run("start", "--head", "--port=0", "--autoscaling-config="+f)
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("start with a bad config: err=%v, output %q should name %q", err, out, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(c.root, "goray_current_cluster")); err == nil {
+				t.Fatal("a head was started despite the bad config")
+			}
+		})
+	}
+	if out, err := c.run("start", "--address=127.0.0.1:1", "--autoscaling-config=x.yaml"); err == nil || !strings.Contains(out, "--head") {
+		t.Fatalf("--autoscaling-config on a worker node: %v %q", err, out)
+	}
+	if out, err := c.run("request-resources", "--bundles", `[{"CPU": -1}]`); err == nil || !strings.Contains(out, "non-negative") {
+		t.Fatalf("a negative bundle: %v %q", err, out)
+	}
+}
