@@ -37,10 +37,10 @@ func (p *refusingProvider) CreateNodes(context.Context, provider.CreateRequest) 
 	return errors.New("daemon refused: no space left on device")
 }
 func (p *refusingProvider) SetNodeTags(context.Context, string, map[string]string) error { return nil }
-func (p *refusingProvider) TerminateNodes(context.Context, []string) error              { return nil }
-func (p *refusingProvider) InternalIP(context.Context, string) (string, error)          { return "", nil }
-func (p *refusingProvider) ExternalIP(context.Context, string) (string, error)          { return "", nil }
-func (p *refusingProvider) Close() error                                                { return nil }
+func (p *refusingProvider) TerminateNodes(context.Context, []string) error               { return nil }
+func (p *refusingProvider) InternalIP(context.Context, string) (string, error)           { return "", nil }
+func (p *refusingProvider) ExternalIP(context.Context, string) (string, error)           { return "", nil }
+func (p *refusingProvider) Close() error                                                 { return nil }
 
 // Launch failures are reported and retried with backoff; the loop goes on.
 func TestLaunchFailuresAreReportedAndBackedOff(t *testing.T) {
