@@ -297,3 +297,43 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+var (
+	imageOnce sync.Once
+	imageID   string
+	imageErr  error
+)
+
+// DockerImage builds the goray container image with deploy/image/build.sh
+// once per test process (the script skips the build when an image of this
+// code exists) and returns its ID.
+func DockerImage(t testing.TB) string {
+	t.Helper()
+	imageOnce.Do(func() {
+		root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+		if err != nil {
+			imageErr = fmt.Errorf("find the module root: %v", err)
+			return
+		}
+		dir := strings.TrimSpace(string(root))
+		cmd := exec.Command("bash", filepath.Join(dir, "deploy/image/build.sh"))
+		cmd.Dir = dir
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			imageErr = fmt.Errorf("deploy/image/build.sh: %v\n%s", err, stderr.String())
+			return
+		}
+		f := strings.Fields(string(out))
+		if len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "sha256:") {
+			imageErr = fmt.Errorf("deploy/image/build.sh printed no image ID: %q\n%s", out, stderr.String())
+			return
+		}
+		imageID = f[len(f)-1]
+	})
+	if imageErr != nil {
+		t.Fatalf("testcluster: %v", imageErr)
+	}
+	return imageID
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/node"
+	"github.com/goray/goray/internal/provider/registry"
 	"github.com/goray/goray/internal/raylet"
 )
 
@@ -86,6 +87,11 @@ func startCmd() *cobra.Command {
 					return err
 				}
 				headTypeDefaults(f, scaling, res, &lbl)
+				if nodeIP == "" && block {
+					if nodeIP, err = registry.HeadIP(scaling); err != nil {
+						return err
+					}
+				}
 			}
 			var token string
 			if !auth.Disabled() {
@@ -104,7 +110,7 @@ func startCmd() *cobra.Command {
 				AgentPort: agentPort, AgentPortSet: f.Changed("dashboard-agent-listen-port"),
 				NumCPUs: -1, NumGPUs: -1, Memory: memory, ObjectStoreMemory: objectStoreMemory,
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
-				ObjectSpillingDir: spillDir, Autoscaling: scaling,
+				ObjectSpillingDir: spillDir, Autoscaling: scaling, NewProvider: registry.New,
 			}
 			if f.Changed("num-cpus") {
 				cfg.NumCPUs = numCPUs

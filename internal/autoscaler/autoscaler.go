@@ -227,7 +227,7 @@ func (a *Autoscaler) round(ctx context.Context) {
 	pv := a.opts.Provider
 	// Providers that know why a node went away say so; for the others a
 	// node missing from the listing is reported.
-	reporter, reports := pv.(interface{ Failures() []string })
+	reporter, reports := pv.(provider.FailureReporter)
 	if reports {
 		for _, f := range reporter.Failures() {
 			a.fail("", "NodeTerminated", f)

@@ -9,28 +9,13 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/autoscaler"
-	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/provider"
-	"github.com/goray/goray/internal/provider/process"
 	"github.com/goray/goray/proto/rpcpb"
 )
 
 // MonitorLog is the autoscaler's log file in the session's logs directory
 // (Ray's monitor.log).
 const MonitorLog = "monitor.log"
-
-// newProvider builds the node provider the head's autoscaler drives.
-func (n *Node) newProvider(c *clusterconfig.Config, session string, log *slog.Logger) (provider.NodeProvider, error) {
-	params := provider.Params{ClusterName: c.ClusterName, GCSAddress: n.Info.GCSAddress, Token: n.cfg.Token}
-	switch c.Provider.Type {
-	case "process":
-		return process.New(process.Config{
-			ClusterName: c.ClusterName, Params: params, TempRoot: n.cfg.TempRoot,
-			LogDir: filepath.Join(session, "logs"), IP: n.Info.NodeIP, Logger: log,
-		})
-	}
-	return nil, fmt.Errorf("node: the head's autoscaler has no %q node provider (have: process, docker)", c.Provider.Type)
-}
 
 // startAutoscaler starts the head's autoscaler with cfg.Autoscaling; it
 // logs to logs/monitor.log.
@@ -42,7 +27,11 @@ func (n *Node) startAutoscaler(session string) error {
 	}
 	n.monitorLog = f
 	log := slog.New(slog.NewTextHandler(f, nil))
-	pv, err := n.newProvider(c, session, log)
+	if n.cfg.NewProvider == nil {
+		return fmt.Errorf("node: this program cannot run an autoscaler (no node providers linked); use goray start --head --autoscaling-config")
+	}
+	pv, err := n.cfg.NewProvider(c, provider.Params{ClusterName: c.ClusterName, GCSAddress: n.Info.GCSAddress, Token: n.cfg.Token},
+		provider.Host{TempRoot: n.cfg.TempRoot, LogDir: filepath.Join(session, "logs"), IP: n.Info.NodeIP, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -64,6 +53,11 @@ func (n *Node) stopAutoscaler() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		if err := n.autoscaler.TerminateWorkers(ctx); err != nil {
 			fmt.Fprintf(n.monitorLog, "terminate workers: %v\n", err)
+		}
+		if c, ok := n.provider.(provider.Cleaner); ok {
+			if err := c.Cleanup(ctx); err != nil {
+				fmt.Fprintf(n.monitorLog, "provider cleanup: %v\n", err)
+			}
 		}
 		cancel()
 	}

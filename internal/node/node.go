@@ -93,6 +93,9 @@ type Config struct {
 	// Autoscaling, on the head, starts the autoscaler with this cluster
 	// config (--autoscaling-config).
 	Autoscaling *clusterconfig.Config
+	// NewProvider builds the autoscaler's node provider (registry.New in
+	// the CLI; the library links no providers).
+	NewProvider func(*clusterconfig.Config, provider.Params, provider.Host) (provider.NodeProvider, error)
 	// InstanceID and NodeType name the node for the autoscaler (default:
 	// $GORAY_CLOUD_INSTANCE_ID / $RAY_CLOUD_INSTANCE_ID and
 	// $GORAY_NODE_TYPE_NAME / $RAY_NODE_TYPE_NAME; on the head, its

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,12 +88,34 @@ type NodeProvider interface {
 	Close() error
 }
 
+// FailureReporter is implemented by providers that see why a node went
+// away on its own (a process or container that exited, with its log tail).
+// Failures returns each such event once, oldest first.
+type FailureReporter interface {
+	Failures() []string
+}
+
+// Cleaner is implemented by providers that create cluster-wide resources
+// of their own (a Docker network); Cleanup removes them and any node left,
+// like Ray's cleanup_cluster_resources. The head calls it as it stops.
+type Cleaner interface {
+	Cleanup(ctx context.Context) error
+}
+
 // Params is what every provider that starts goray itself needs to know to
 // make a node join the cluster.
 type Params struct {
 	ClusterName string
 	GCSAddress  string // HOST:PORT the nodes join
 	Token       string // cluster token, "" when auth is off
+}
+
+// Host is what providers that run nodes on the head's own host need:
+// the temp root the nodes share, a directory for their logs, and the IP
+// they advertise.
+type Host struct {
+	TempRoot, LogDir, IP string
+	Logger               *slog.Logger
 }
 
 // StartArgs renders the `goray start` arguments (after "start") for a

@@ -112,7 +112,11 @@ type Provider struct {
 	failures    []string
 }
 
-var _ provider.NodeProvider = (*Provider)(nil)
+var (
+	_ provider.NodeProvider    = (*Provider)(nil)
+	_ provider.Cleaner         = (*Provider)(nil)
+	_ provider.FailureReporter = (*Provider)(nil)
+)
 
 // daemonHost names the daemon the client talks to, for errors.
 func daemonHost() string {
@@ -155,15 +159,22 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 // Close closes the client; the containers keep running.
 func (p *Provider) Close() error { return p.cli.Close() }
 
+// Cleanup removes the cluster's containers and network
+// (provider.Cleaner).
+func (p *Provider) Cleanup(ctx context.Context) error { return RemoveCluster(ctx, p.cfg.ClusterName) }
+
 // Network is the name of the cluster's network.
 func (p *Provider) Network() string { return p.cfg.Network }
 
-// Failures returns, oldest first, why nodes exited: one entry per exited
-// container NonTerminatedNodes removed, with its exit code and log tail.
+// Failures returns, oldest first, why nodes exited since the last call:
+// one entry per exited container NonTerminatedNodes removed, with its exit
+// code and log tail (provider.FailureReporter).
 func (p *Provider) Failures() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.failures...)
+	f := p.failures
+	p.failures = nil
+	return f
 }
 
 // PrepareNetwork creates the cluster's bridge network unless it exists and

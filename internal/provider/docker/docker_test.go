@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,31 +134,6 @@ func removeStale(t *testing.T, ctx context.Context) {
 	}
 }
 
-// buildImage builds the image with deploy/image/build.sh (a no-op when the
-// image of this code exists) and returns its ID.
-func buildImage(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "deploy/image/build.sh"))
-	cmd.Dir = root
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("deploy/image/build.sh: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Fields(string(out))
-	if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "sha256:") {
-		t.Fatalf("deploy/image/build.sh printed no image ID: %q\n%s", out, stderr.String())
-	}
-	t.Logf("image %s ready in %s: %s", lines[len(lines)-1][:19], time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr.String()))
-	return lines[len(lines)-1]
-}
-
 func gcsNodes(t *testing.T, ctx context.Context, gcs rpcpb.GcsServiceClient) []*rpcpb.NodeInfo {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -176,7 +149,7 @@ func TestDockerCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	removeStale(t, ctx)
-	image := buildImage(t, ctx)
+	image := testcluster.DockerImage(t)
 
 	cluster := fmt.Sprintf("%s%d", testClusterPrefix, os.Getpid())
 	cfg := Config{ClusterName: cluster, Image: image}
@@ -191,7 +164,7 @@ func TestDockerCluster(t *testing.T) {
 
 	// The head runs on the host, on the bridge's gateway, with no CPUs of
 	// its own so that tasks run in the containers.
-	c := testcluster.StartHead(t, testcluster.Options{}, "--node-ip-address="+gw, "--num-cpus=0")
+	c := testcluster.Start(t, testcluster.Options{HeadFlags: []string{"--node-ip-address=" + gw, "--num-cpus=0"}})
 	t.Cleanup(func() { // before the head stops
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()

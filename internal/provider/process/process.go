@@ -181,7 +181,8 @@ func (p *Provider) wait(n *proc) {
 	}
 }
 
-// Failures returns and forgets the nodes that exited on their own.
+// Failures returns, once, the nodes that exited on their own
+// (provider.FailureReporter).
 func (p *Provider) Failures() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -261,3 +262,4 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	return p.TerminateNodes(context.Background(), ids)
 }
+var _ provider.FailureReporter = (*Provider)(nil)

@@ -1,0 +1,51 @@
+// Package registry builds a node provider from a cluster config's provider
+// section. It links the Docker SDK, so the head's CLI uses it and the
+// goray library (in every user program) does not.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/goray/goray/internal/clusterconfig"
+	"github.com/goray/goray/internal/provider"
+	"github.com/goray/goray/internal/provider/docker"
+	"github.com/goray/goray/internal/provider/process"
+)
+
+// New builds the provider c.Provider.Type names, for nodes that join the
+// cluster at params.GCSAddress.
+func New(c *clusterconfig.Config, params provider.Params, host provider.Host) (provider.NodeProvider, error) {
+	switch c.Provider.Type {
+	case "process":
+		return process.New(process.Config{
+			ClusterName: c.ClusterName, Params: params, TempRoot: host.TempRoot,
+			LogDir: host.LogDir, IP: host.IP, Logger: host.Logger,
+		})
+	case "docker":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return docker.New(ctx, dockerConfig(c, params, host.Logger))
+	}
+	return nil, fmt.Errorf("provider.type %q: the head's autoscaler has no such node provider (have: process, docker)", c.Provider.Type)
+}
+
+func dockerConfig(c *clusterconfig.Config, params provider.Params, log *slog.Logger) docker.Config {
+	return docker.Config{ClusterName: c.ClusterName, Image: c.Provider.Image, Network: c.Provider.Network,
+		Subnet: c.Provider.Subnet, Params: params, Logger: log}
+}
+
+// HeadIP returns the address a head with this config should advertise when
+// --node-ip-address is not given: for the docker provider, the gateway of
+// the cluster's network (created here if needed), so the containers reach
+// the GCS; "" otherwise.
+func HeadIP(c *clusterconfig.Config) (string, error) {
+	if c.Provider.Type != "docker" {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return docker.PrepareNetwork(ctx, dockerConfig(c, provider.Params{ClusterName: c.ClusterName}, nil))
+}
