@@ -127,4 +127,3 @@ func containers(t *testing.T, ctx context.Context, cluster string) []string {
 	}
 	return ids
 }
-

@@ -262,4 +262,5 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	return p.TerminateNodes(context.Background(), ids)
 }
+
 var _ provider.FailureReporter = (*Provider)(nil)
