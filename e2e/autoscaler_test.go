@@ -94,6 +94,12 @@ func TestAutoscalerProcessProviderScalesUpAndDown(t *testing.T) {
 	}
 	goray.Cancel(inf, true)
 
+	// A job whose entrypoint needs a CPU waits on the head for a node.
+	out, jobErr := c.Goray("job", "submit", "--entrypoint-num-cpus=1", "--", "echo job ran on a launched node")
+	if jobErr != nil || !strings.Contains(out, "job ran on a launched node") || !strings.Contains(out, "succeeded") {
+		t.Fatalf("job needing a CPU: %v\n%s", jobErr, out)
+	}
+
 	// An actor that declares no resources still needs 1 CPU to be placed:
 	// the head has none, so a node is launched for it.
 	a, err := counterClass.Remote(goray.Val(1))

@@ -49,6 +49,9 @@ type Options struct {
 	// StartTimeout is how long a launched node may take to join the
 	// cluster before it is terminated (default $AUTOSCALER_NODE_START_WAIT_S, else 900s).
 	StartTimeout time.Duration
+	// ExtraDemands adds demand no raylet queues: job entrypoints waiting
+	// for their resources on the head.
+	ExtraDemands func() []map[string]float64
 	Logger       *slog.Logger
 }
 
@@ -320,6 +323,11 @@ func (a *Autoscaler) round(ctx context.Context) {
 	a.known = seen
 	a.mu.Unlock()
 
+	if a.opts.ExtraDemands != nil {
+		for _, d := range a.opts.ExtraDemands() {
+			snap.Demands = append(snap.Demands, Demand{Shape: d, Count: 1})
+		}
+	}
 	snap.Requests = a.requests(rctx)
 	plan := Decide(snap)
 

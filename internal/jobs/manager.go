@@ -97,6 +97,22 @@ type pendingJob struct {
 	handedOff chan struct{} // closed when the hand-off is over
 	agent     string        // http://host:port of the node's agent
 	done      chan struct{} // closed when the manager no longer owns the job
+	demand    map[string]float64
+}
+
+// PendingDemands returns the entrypoint resources of the jobs still
+// waiting for a node, for the autoscaler (in Ray the job supervisor actor
+// carries this demand).
+func (m *Manager) PendingDemands() []map[string]float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []map[string]float64
+	for _, p := range m.pending {
+		if !p.handing && len(p.demand) > 0 {
+			out = append(out, p.demand)
+		}
+	}
+	return out
 }
 
 // NewManager starts a job manager and publishes the dashboard's address.
@@ -243,7 +259,7 @@ func (m *Manager) Submit(ctx context.Context, req *SubmitRequest) (string, error
 }
 
 func (m *Manager) schedule(rec *Record) {
-	p := &pendingJob{stop: make(chan struct{}), handedOff: make(chan struct{}), done: make(chan struct{})}
+	p := &pendingJob{stop: make(chan struct{}), handedOff: make(chan struct{}), done: make(chan struct{}), demand: rec.Demand()}
 	m.mu.Lock()
 	m.pending[rec.SubmissionID] = p
 	m.mu.Unlock()

@@ -41,7 +41,8 @@ func (n *Node) startAutoscaler(session string) error {
 		return err
 	}
 	n.GCS.SetLaunchable(autoscaler.Launchable(c))
-	n.autoscaler, err = autoscaler.Start(autoscaler.Options{Config: c, Provider: pv, GCS: rpcpb.NewGcsServiceClient(conn), Logger: log})
+	n.autoscaler, err = autoscaler.Start(autoscaler.Options{Config: c, Provider: pv, GCS: rpcpb.NewGcsServiceClient(conn), Logger: log,
+		ExtraDemands: n.jobs.PendingDemands})
 	return err
 }
 
