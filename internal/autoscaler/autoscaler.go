@@ -371,6 +371,7 @@ func (a *Autoscaler) launch(ctx context.Context, typ string, count int) {
 			NodeType: typ, NodeConfig: t.NodeConfig, Count: n, Resources: t.Resources, Labels: t.Labels,
 			Tags: map[string]string{
 				provider.TagNodeName: "ray-" + c.ClusterName + "-worker", provider.TagNodeKind: provider.KindWorker,
+				provider.TagNodeKindName: provider.KindWorker,
 				provider.TagUserNodeType: typ, provider.TagNodeStatus: provider.StatusUninitialized,
 				provider.TagLaunchConfig: c.LaunchHash(typ),
 			},

@@ -20,6 +20,7 @@ const (
 	TagClusterName   = "ray-cluster-name"
 	TagNodeName      = "ray-node-name"
 	TagNodeKind      = "ray-node-type" // holds the kind: head, worker or unmanaged (Ray's legacy spelling)
+	TagNodeKindName  = "ray-node-kind" // the kind again, under a key that says what it holds
 	TagUserNodeType  = "ray-user-node-type"
 	TagNodeStatus    = "ray-node-status"
 	TagLaunchConfig  = "ray-launch-config"
