@@ -24,6 +24,7 @@ func main() {
 		Version:       goray.Version(),
 	}
 	root.AddCommand(startCmd(), stopCmd(), statusCmd(), authTokenCmd(), microbenchmarkCmd(), jobCmd(), memoryCmd(), listCmd(), requestResourcesCmd())
+	root.AddCommand(launcherCmds()...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "goray:", err)
 		os.Exit(1)

@@ -83,6 +83,11 @@ func startCmd() *cobra.Command {
 				if !head {
 					return errors.New("--autoscaling-config is for the head (--head): its autoscaler launches the other nodes")
 				}
+				if strings.HasPrefix(autoscalingConfig, "~/") { // the shell leaves --flag=~/x alone; Ray expands it
+					if home, herr := os.UserHomeDir(); herr == nil {
+						autoscalingConfig = filepath.Join(home, autoscalingConfig[2:])
+					}
+				}
 				if scaling, err = clusterconfig.Load(autoscalingConfig); err != nil {
 					return err
 				}

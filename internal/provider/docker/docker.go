@@ -76,6 +76,10 @@ type Config struct {
 	// Params.ClusterName is used when ClusterName is empty.
 	Params provider.Params
 	Logger *slog.Logger
+	// Self is the node this process runs in (a head that `goray up`
+	// created as a container of the cluster): Cleanup leaves it and the
+	// network alone.
+	Self string
 }
 
 func (c *Config) defaults() error {
@@ -161,7 +165,22 @@ func (p *Provider) Close() error { return p.cli.Close() }
 
 // Cleanup removes the cluster's containers and network
 // (provider.Cleaner).
-func (p *Provider) Cleanup(ctx context.Context) error { return RemoveCluster(ctx, p.cfg.ClusterName) }
+func (p *Provider) Cleanup(ctx context.Context) error {
+	if p.cfg.Self == "" {
+		return RemoveCluster(ctx, p.cfg.ClusterName)
+	}
+	nodes, err := p.NonTerminatedNodes(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, n := range nodes {
+		if n.ID != p.cfg.Self {
+			ids = append(ids, n.ID)
+		}
+	}
+	return p.TerminateNodes(ctx, ids)
+}
 
 // Network is the name of the cluster's network.
 func (p *Provider) Network() string { return p.cfg.Network }
@@ -445,6 +464,13 @@ func (p *Provider) CreateNodes(ctx context.Context, req provider.CreateRequest) 
 		labels[k] = v
 	}
 	cmd := append([]string{"goray", "start"}, provider.StartArgs(p.cfg.Params.GCSAddress, req.Resources, req.Labels)...)
+	var binds []string
+	if tags[provider.TagNodeKind] == provider.KindHead {
+		// A head node (goray up) idles until the launcher's commands
+		// start goray in it; its autoscaler reaches this daemon.
+		cmd = []string{"sleep", "2147483647"}
+		binds = daemonBinds()
+	}
 
 	errs := make([]error, req.Count)
 	var wg sync.WaitGroup
@@ -453,14 +479,23 @@ func (p *Provider) CreateNodes(ctx context.Context, req provider.CreateRequest) 
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("goray-%s-%s-%s", sanitize(p.cfg.ClusterName), sanitize(tags[provider.TagNodeKind]), randomHex(4))
-			errs[i] = p.createOne(ctx, name, req.NodeType, spec, labels, cmd)
+			errs[i] = p.createOne(ctx, name, req.NodeType, spec, labels, cmd, binds)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (p *Provider) createOne(ctx context.Context, name, nodeType string, spec nodeSpec, labels map[string]string, cmd []string) error {
+// daemonBinds mounts the Docker daemon's socket into a head container.
+func daemonBinds() []string {
+	sock := "/var/run/docker.sock"
+	if h := os.Getenv(client.EnvOverrideHost); strings.HasPrefix(h, "unix://") {
+		sock = strings.TrimPrefix(h, "unix://")
+	}
+	return []string{sock + ":/var/run/docker.sock"}
+}
+
+func (p *Provider) createOne(ctx context.Context, name, nodeType string, spec nodeSpec, labels map[string]string, cmd, binds []string) error {
 	env := map[string]string{}
 	for k, v := range spec.env {
 		env[k] = v
@@ -485,6 +520,7 @@ func (p *Provider) createOne(ctx context.Context, name, nodeType string, spec no
 	cc := &container.Config{Image: spec.image, Cmd: cmd, Env: envList, Labels: labels, Hostname: hostname}
 	hc := &container.HostConfig{
 		NetworkMode: container.NetworkMode(p.cfg.Network),
+		Binds:       binds,
 		ShmSize:     spec.shm,
 		Resources:   container.Resources{Memory: spec.memory},
 		// docker-init (tini) as PID 1 reaps the workers' orphans and

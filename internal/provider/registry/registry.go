@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"time"
 
 	"github.com/goray/goray/internal/clusterconfig"
@@ -27,9 +29,15 @@ func New(c *clusterconfig.Config, params provider.Params, host provider.Host) (p
 	case "docker":
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return docker.New(ctx, dockerConfig(c, params, host.Logger))
+		cfg := dockerConfig(c, params, host.Logger)
+		// A head that `goray up` started in a container of the cluster
+		// keeps that container (and the network) when it stops.
+		cfg.Self = os.Getenv(provider.EnvInstanceID)
+		return docker.New(ctx, cfg)
+	case "local":
+		return newLocal(c, params, host)
 	}
-	return nil, fmt.Errorf("provider.type %q: the head's autoscaler has no such node provider (have: process, docker)", c.Provider.Type)
+	return nil, fmt.Errorf("provider.type %q: the head's autoscaler has no such node provider (have: process, docker, local)", c.Provider.Type)
 }
 
 func dockerConfig(c *clusterconfig.Config, params provider.Params, log *slog.Logger) docker.Config {
@@ -40,12 +48,32 @@ func dockerConfig(c *clusterconfig.Config, params provider.Params, log *slog.Log
 // HeadIP returns the address a head with this config should advertise when
 // --node-ip-address is not given: for the docker provider, the gateway of
 // the cluster's network (created here if needed), so the containers reach
-// the GCS; "" otherwise.
+// the GCS, or, for a head that runs in a container on that network (goray
+// up), its own address there; "" otherwise.
 func HeadIP(c *clusterconfig.Config) (string, error) {
 	if c.Provider.Type != "docker" {
 		return "", nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return docker.PrepareNetwork(ctx, dockerConfig(c, provider.Params{ClusterName: c.ClusterName}, nil))
+	gw, err := docker.PrepareNetwork(ctx, dockerConfig(c, provider.Params{ClusterName: c.ClusterName}, nil))
+	if err != nil {
+		return "", err
+	}
+	return ownAddressBeside(gw), nil
+}
+
+// ownAddressBeside returns an address of this host in the same /16..../30
+// network as gw but not gw itself (this host is a container on the
+// network), else gw (this host is the network's gateway).
+func ownAddressBeside(gw string) string {
+	g := net.ParseIP(gw)
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if ok && ipn.IP.To4() != nil && ipn.Contains(g) && !ipn.IP.Equal(g) {
+			return ipn.IP.String()
+		}
+	}
+	return gw
 }
