@@ -81,12 +81,12 @@ type class struct {
 	opts []Option
 }
 
-func (c class) create(args ...interface{ toArg() (core.Arg, error) }) (string, error) {
+func (c class) create(args ...interface{ toArg() (callArg, error) }) (string, error) {
 	r, err := current()
 	if err != nil {
 		return "", err
 	}
-	cargs := make([]core.Arg, len(args))
+	cargs := make([]callArg, len(args))
 	for i, a := range args {
 		if cargs[i], err = a.toArg(); err != nil {
 			return "", fmt.Errorf("goray: argument %d of actor %s: %w", i, c.name, err)
@@ -96,7 +96,7 @@ func (c class) create(args ...interface{ toArg() (core.Arg, error) }) (string, e
 	if err := o.validate(); err != nil {
 		return "", err
 	}
-	return r.cw.CreateActor(context.Background(), c.name, cargs, o.actor(r.namespace))
+	return r.be.createActor(context.Background(), c.name, cargs, o.actor(r.namespace))
 }
 
 // ActorClass0 is an actor type whose constructor takes no argument.
@@ -163,7 +163,7 @@ func (c ActorClass1[S, A]) className() string { return c.c.name }
 // ActorClassOf is implemented by ActorClass0 and ActorClass1 of state S.
 type ActorClassOf[S any] interface{ className() string }
 
-func callActor[R any](h interface{ actorID() string }, method string, args ...interface{ toArg() (core.Arg, error) }) ObjectRef[R] {
+func callActor[R any](h interface{ actorID() string }, method string, args ...interface{ toArg() (callArg, error) }) ObjectRef[R] {
 	r, err := current()
 	if err != nil {
 		return ObjectRef[R]{err: err}
@@ -171,13 +171,13 @@ func callActor[R any](h interface{ actorID() string }, method string, args ...in
 	if h.actorID() == "" {
 		return ObjectRef[R]{err: fmt.Errorf("goray: call %s on an empty actor handle", method)}
 	}
-	cargs := make([]core.Arg, len(args))
+	cargs := make([]callArg, len(args))
 	for i, a := range args {
 		if cargs[i], err = a.toArg(); err != nil {
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, method, err)}
 		}
 	}
-	return newRef[R](r, r.cw.SubmitActorTask(h.actorID(), method, cargs, method))
+	return ObjectRef[R]{h: r.be.submitActorTask(h.actorID(), method, cargs)}
 }
 
 func stateOf[S any](inst any) (*S, error) {
@@ -279,7 +279,7 @@ func GetActor[S any](name string, opts ...Option) (ActorHandle[S], error) {
 		return ActorHandle[S]{}, err
 	}
 	ns := applyOptions(opts).actor(r.namespace).Namespace
-	id, cls, err := r.cw.GetActor(context.Background(), name, ns)
+	id, cls, err := r.be.getActor(context.Background(), name, ns)
 	if err != nil {
 		return ActorHandle[S]{}, err
 	}
@@ -300,5 +300,5 @@ func Kill(h AnyActor, noRestart bool) error {
 	if err != nil {
 		return err
 	}
-	return r.cw.KillActor(context.Background(), h.actorID(), noRestart)
+	return r.be.killActor(context.Background(), h.actorID(), noRestart)
 }

@@ -27,10 +27,14 @@ func RequestResources(bundles ...map[string]float64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.cw.GCS().KVPut(ctx, &rpcpb.KVRequest{Namespace: request.Namespace, Key: request.Key, Value: b, Overwrite: true}); err != nil {
+	if err := r.be.kvPut(ctx, request.Namespace, request.Key, b); err != nil {
 		return fmt.Errorf("goray: request resources: %w", err)
 	}
 	return nil
+}
+
+func kvRequest(namespace, key string, value []byte) *rpcpb.KVRequest {
+	return &rpcpb.KVRequest{Namespace: namespace, Key: key, Value: value, Overwrite: true}
 }
 
 // RequestCPUs is RequestResources with n bundles of {"CPU": 1}, Ray's

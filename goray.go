@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
@@ -38,7 +39,9 @@ func Version() string { return version.Version }
 
 // runtime is the connection of this process to its cluster.
 type runtime struct {
-	cw        *core.CoreWorker
+	be        backend
+	cw        *core.CoreWorker // without Ray Client
+	conn      *client.Conn     // with Ray Client (goray:// addresses)
 	jobID     string
 	namespace string     // for named actors
 	local     *node.Node // a cluster Init started for this driver alone
@@ -70,6 +73,8 @@ type initConfig struct {
 	tempRoot  string
 	newLocal  bool
 	namespace string
+	grace     time.Duration
+	keepalive time.Duration
 }
 
 // Namespace sets the job's namespace for named actors (default: an
@@ -97,6 +102,23 @@ func LocalGPUs(n float64) InitOption { return func(c *initConfig) { c.numGPUs = 
 // LogOutput sets where worker output is printed (default os.Stderr).
 func LogOutput(w io.Writer) InitOption { return func(c *initConfig) { c.logTo = w } }
 
+// ClientReconnectGracePeriod sets, for a goray:// (Ray Client) address,
+// how long a broken connection may take to come back before the session is
+// lost (default: GORAY_CLIENT_RECONNECT_GRACE_PERIOD or
+// RAY_CLIENT_RECONNECT_GRACE_PERIOD in seconds, else 30 s). Past it the
+// cluster releases the session's objects and actors and calls fail with
+// ErrClientSessionLost.
+func ClientReconnectGracePeriod(d time.Duration) InitOption {
+	return func(c *initConfig) { c.grace = d }
+}
+
+// ClientKeepalive sets, for a goray:// address, after how long an idle
+// connection is pinged so that nothing on the way drops it (default 30 s;
+// at least 10 s).
+func ClientKeepalive(d time.Duration) InitOption {
+	return func(c *initConfig) { c.keepalive = d }
+}
+
 // IsWorker reports whether this process was started by a raylet as a worker.
 func IsWorker() bool { return os.Getenv("GORAY_WORKER_MODE") == "1" }
 
@@ -105,6 +127,12 @@ func IsWorker() bool { return os.Getenv("GORAY_WORKER_MODE") == "1" }
 // this host with `goray start`, else a new single-node cluster in this
 // process that Shutdown stops. In a worker process Init serves tasks and
 // never returns.
+//
+// An address goray://HOST:PORT (or ray://) connects through the head's
+// client server (Ray Client, port 10001 by default): the program needs to
+// reach only that port, the head runs a driver session on its behalf, and
+// the program's executable is uploaded so the cluster's workers run its
+// functions (so it must be built for the cluster's OS and architecture).
 func Init(opts ...InitOption) error {
 	if IsWorker() {
 		runWorker()
@@ -128,7 +156,14 @@ func Init(opts ...InitOption) error {
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		return fmt.Errorf("goray: address %q is a dashboard URL; Init needs the GCS address HOST:PORT (port 6379 by default)", addr)
 	}
-	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "goray://"), "ray://")
+	if rest, ok := clientAddress(addr); ok {
+		r, err := connectClient(rest, cfg)
+		if err != nil {
+			return err
+		}
+		rt = r
+		return nil
+	}
 	root := node.TempRoot(cfg.tempRoot)
 	if (addr == "" && !cfg.newLocal) || addr == "auto" {
 		b, err := os.ReadFile(filepath.Join(root, node.CurrentClusterFile))
@@ -177,6 +212,54 @@ func Init(opts ...InitOption) error {
 	}
 	rt = r
 	return nil
+}
+
+// clientAddress reports whether addr names a client server (goray:// or
+// ray://) and returns its host:port.
+func clientAddress(addr string) (string, bool) {
+	for _, p := range []string{"goray://", "ray://"} {
+		if rest, ok := strings.CutPrefix(addr, p); ok {
+			return rest, true
+		}
+	}
+	return "", false
+}
+
+// connectClient opens a Ray Client session with the client server at addr.
+func connectClient(addr string, cfg initConfig) (*runtime, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("goray: client server address %q: want goray://HOST:PORT (port 10001 by default)", addr)
+	}
+	var token string
+	if !auth.Disabled() {
+		t, _, ok, err := auth.LookupToken()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errors.New("goray: no auth token: set GORAY_AUTH_TOKEN (see goray get-auth-token on the head) or GORAY_AUTH_MODE=disabled")
+		}
+		token = t
+	}
+	grace := cfg.grace
+	if grace == 0 {
+		g, err := client.GraceFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		grace = g
+	}
+	host, _ := os.Hostname()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.DialConfig{
+		Address: addr, Token: token, Namespace: cfg.namespace, Grace: grace, Keepalive: cfg.keepalive,
+		LogOutput: cfg.logTo, Entrypoint: strings.Join(os.Args, " "), JobEnv: driverEnv(host),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &runtime{be: clientBackend{c}, conn: c, jobID: c.JobID, namespace: c.Namespace}, nil
 }
 
 func reachable(addr string) bool {
@@ -229,7 +312,7 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer, namespace s
 		return fmt.Errorf("goray: register driver: %s", status.Convert(err).Message())
 	}
 	cw.SetJob(job.JobId)
-	r.cw, r.jobID, r.namespace = cw, job.JobId, job.Namespace
+	r.cw, r.be, r.jobID, r.namespace = cw, localBackend{cw}, job.JobId, job.Namespace
 	go cw.PrintLogs(job.JobId, logTo)
 	return nil
 }
@@ -306,7 +389,7 @@ func runWorker() {
 		os.Exit(1)
 	}
 	rtMu.Lock()
-	rt = &runtime{cw: cw, jobID: os.Getenv("GORAY_JOB_ID"), namespace: os.Getenv("GORAY_NAMESPACE"), worker: true}
+	rt = &runtime{cw: cw, be: localBackend{cw}, jobID: os.Getenv("GORAY_JOB_ID"), namespace: os.Getenv("GORAY_NAMESPACE"), worker: true}
 	rtMu.Unlock()
 	err = cw.ServeWorker()
 	fmt.Fprintln(os.Stderr, "goray worker exiting:", err)
@@ -321,6 +404,10 @@ func Shutdown() {
 	rt = nil
 	rtMu.Unlock()
 	if r == nil || r.worker {
+		return
+	}
+	if r.conn != nil {
+		r.conn.Close() // the session's job finishes on the head
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -338,7 +425,7 @@ func NodeID() string {
 	if err != nil {
 		return ""
 	}
-	return r.cw.NodeID()
+	return r.be.nodeID()
 }
 
 // JobID returns the id of the job this process belongs to.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/core"
 )
@@ -25,6 +26,10 @@ var (
 	ErrInfeasible     = core.ErrInfeasible
 	ErrObjectLost     = core.ErrObjectLost
 	ErrNotInitialized = core.ErrShutdown
+	// ErrClientSessionLost: a Ray Client connection (goray://) broke and
+	// did not come back within the reconnect grace period, so the cluster
+	// released the session's objects and actors; every later call fails.
+	ErrClientSessionLost = client.ErrSessionLost
 )
 
 // TaskError is the error a remote task returned or the panic it raised,
@@ -42,20 +47,25 @@ type ObjectRef[T any] struct {
 // refHandle is shared by the copies of one ObjectRef; when the last copy
 // is unreachable the collector's cleanup drops the owner's reference, and
 // an object without references is freed on every node.
-type refHandle struct{ ref core.Ref }
+type refHandle struct {
+	ref    core.Ref          // a ref of this process's core worker
+	remote *client.RemoteRef // or, with Ray Client, a ref of the session
+}
 
-// newRef wraps a ref that holds one local reference of r's core worker
-// and arranges for the reference to be dropped with the handle.
-func newRef[T any](r *runtime, ref core.Ref) ObjectRef[T] {
-	h := &refHandle{ref: ref}
-	cw := r.cw
-	gort.AddCleanup(h, func(id string) { cw.RemoveLocalRef(id) }, ref.ID)
-	return ObjectRef[T]{h: h}
+func (h *refHandle) remoteRef() *client.RemoteRef {
+	if h.remote == nil {
+		return &client.RemoteRef{} // not a ref of the session: unknown there
+	}
+	return h.remote
 }
 
 func (r ObjectRef[T]) coreRef() core.Ref {
-	if r.h == nil {
+	switch {
+	case r.h == nil:
 		return core.Ref{}
+	case r.h.remote != nil:
+		ref, _ := r.h.remote.Ref()
+		return ref
 	}
 	return r.h.ref
 }
@@ -77,7 +87,7 @@ func (r ObjectRef[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 	ref := r.coreRef()
 	if !codec.Track(enc, ref) {
 		if rt, err := current(); err == nil {
-			rt.cw.Pin(ref)
+			rt.be.pin(ref)
 		}
 	}
 	return enc.EncodeMulti(ref.ID, ref.Owner)
@@ -95,8 +105,7 @@ func (r *ObjectRef[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 		r.h = &refHandle{ref: ref}
 		return nil
 	}
-	rt.cw.AddBorrowedRef(ref)
-	*r = newRef[T](rt, ref)
+	*r = ObjectRef[T]{h: rt.be.borrow(ref)}
 	return nil
 }
 
@@ -115,8 +124,11 @@ func trackedRefs(tracked []any) []core.Ref {
 type AnyRef interface {
 	ID() string
 	coreRef() core.Ref
+	handle() *refHandle
 	submitErr() error
 }
+
+func (r ObjectRef[T]) handle() *refHandle { return r.h }
 
 // Put stores v in the cluster and returns its ref; this process owns it.
 func Put[T any](v T) (ObjectRef[T], error) {
@@ -128,11 +140,11 @@ func Put[T any](v T) (ObjectRef[T], error) {
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	ref, err := r.cw.PutEncoded(context.Background(), int64(size), write, trackedRefs(tracked)...)
+	h, err := r.be.put(context.Background(), size, write, trackedRefs(tracked))
 	if err != nil {
 		return ObjectRef[T]{}, err
 	}
-	return newRef[T](r, ref), nil
+	return ObjectRef[T]{h: h}, nil
 }
 
 // GetOption configures Get.
@@ -165,7 +177,7 @@ func Get[T any](ctx context.Context, ref ObjectRef[T], opts ...GetOption) (T, er
 		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
 		defer cancel()
 	}
-	res, err := r.cw.Get(ctx, ref.coreRef())
+	res, err := r.be.get(ctx, ref.h)
 	gort.KeepAlive(ref.h) // the object must not be freed while it is read
 	if err != nil {
 		return zero, err
@@ -207,11 +219,14 @@ func Wait(ctx context.Context, refs []AnyRef, numReturns int, timeout time.Durat
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	crefs := make([]core.Ref, len(refs))
+	hs := make([]*refHandle, len(refs))
 	for i, ref := range refs {
-		crefs[i] = ref.coreRef()
+		if err := ref.submitErr(); err != nil {
+			return nil, nil, err
+		}
+		hs[i] = ref.handle()
 	}
-	ok, err := r.cw.Wait(ctx, crefs, numReturns)
+	ok, err := r.be.wait(ctx, hs, numReturns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -237,5 +252,5 @@ func Cancel(ref AnyRef, force bool) error {
 	if ref.submitErr() != nil {
 		return errors.New("goray: the task was never submitted")
 	}
-	return r.cw.Cancel(ref.coreRef(), force)
+	return r.be.cancel(ref.handle(), force)
 }

@@ -33,25 +33,24 @@ func lookup(name string) (core.Executor, bool) {
 // Arg is an argument of type T to a remote call: a value (Val) or the
 // ObjectRef of one, which is resolved before the task runs.
 type Arg[T any] interface {
-	toArg() (core.Arg, error)
+	toArg() (callArg, error)
 }
 
 type valArg[T any] struct{ v T }
 
-func (a valArg[T]) toArg() (core.Arg, error) {
+func (a valArg[T]) toArg() (callArg, error) {
 	b, tracked, err := codec.EncodeTracked(a.v)
-	return core.Arg{Data: b, Contained: trackedRefs(tracked)}, err
+	return callArg{data: b, contained: trackedRefs(tracked)}, err
 }
 
 // Val passes a value as a remote call's argument.
 func Val[T any](v T) Arg[T] { return valArg[T]{v} }
 
-func (r ObjectRef[T]) toArg() (core.Arg, error) {
+func (r ObjectRef[T]) toArg() (callArg, error) {
 	if err := r.submitErr(); err != nil {
-		return core.Arg{}, err
+		return callArg{}, err
 	}
-	ref := r.coreRef()
-	return core.Arg{Ref: &ref}, nil
+	return callArg{ref: r.h}, nil
 }
 
 type fn struct {
@@ -63,12 +62,12 @@ func (f fn) with(opts []Option) fn {
 	return fn{name: f.name, opts: append(append([]Option(nil), f.opts...), opts...)}
 }
 
-func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectRef[R] {
+func submit[R any](f fn, args ...interface{ toArg() (callArg, error) }) ObjectRef[R] {
 	r, err := current()
 	if err != nil {
 		return ObjectRef[R]{err: err}
 	}
-	cargs := make([]core.Arg, len(args))
+	cargs := make([]callArg, len(args))
 	for i, a := range args {
 		if cargs[i], err = a.toArg(); err != nil {
 			return ObjectRef[R]{err: fmt.Errorf("goray: argument %d of %s: %w", i, f.name, err)}
@@ -78,7 +77,7 @@ func submit[R any](f fn, args ...interface{ toArg() (core.Arg, error) }) ObjectR
 	if err := o.validate(); err != nil {
 		return ObjectRef[R]{err: err}
 	}
-	return newRef[R](r, r.cw.SubmitTask(f.name, cargs, o.task()))
+	return ObjectRef[R]{h: r.be.submitTask(f.name, cargs, o.task())}
 }
 
 func decodeArg[T any](b []byte) (T, error) {

@@ -131,7 +131,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	os.MkdirAll(c.Home, 0o700)
 	t.Cleanup(c.Stop)
-	c.Head = c.StartNode(NodeOptions{CPUs: opts.HeadCPUs, Flags: append([]string{"--head", "--port=0", "--dashboard-port=0"}, opts.HeadFlags...)})
+	c.Head = c.StartNode(NodeOptions{CPUs: opts.HeadCPUs, Flags: append([]string{"--head", "--port=0", "--dashboard-port=0", "--ray-client-server-port=0"}, opts.HeadFlags...)})
 	c.Address = c.Head.Info.GCSAddress
 	for i := 0; i < opts.Workers; i++ {
 		c.AddNode(NodeOptions{CPUs: opts.WorkerCPUs})

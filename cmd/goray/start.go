@@ -38,6 +38,7 @@ func startCmd() *cobra.Command {
 		dashHost, tempDir, gcsStorage, spillDir string
 		block                                   bool
 		clientPort, metricsPort                 int
+		clientHost                              string
 		autoscalingConfig                       string
 	)
 	cmd := &cobra.Command{
@@ -59,6 +60,8 @@ func startCmd() *cobra.Command {
 				return fmt.Errorf("--port %d is not a port number", port)
 			case dashPort < 0 || dashPort > 65535:
 				return fmt.Errorf("--dashboard-port %d is not a port number", dashPort)
+			case clientPort < 0 || clientPort > 65535:
+				return fmt.Errorf("--ray-client-server-port %d is not a port number", clientPort)
 			case agentPort < 0 || agentPort > 65535:
 				return fmt.Errorf("--dashboard-agent-listen-port %d is not a port number", agentPort)
 			case f.Changed("num-cpus") && (numCPUs < 0 || math.IsNaN(numCPUs)):
@@ -113,6 +116,7 @@ func startCmd() *cobra.Command {
 				Head: head, Address: address, NodeIP: nodeIP, Port: port,
 				DashboardHost: dashHost, DashboardPort: dashPort, DashboardPortSet: f.Changed("dashboard-port"),
 				AgentPort: agentPort, AgentPortSet: f.Changed("dashboard-agent-listen-port"),
+				ClientServerPort: clientPort, ClientServerPortSet: f.Changed("ray-client-server-port"), ClientServerHost: clientHost,
 				NumCPUs: -1, NumGPUs: -1, Memory: memory, ObjectStoreMemory: objectStoreMemory,
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
 				ObjectSpillingDir: spillDir, Autoscaling: scaling, NewProvider: registry.New,
@@ -143,7 +147,8 @@ func startCmd() *cobra.Command {
 	f.StringVar(&dashHost, "dashboard-host", "127.0.0.1", "dashboard HTTP host (0.0.0.0 for remote access)")
 	f.IntVar(&dashPort, "dashboard-port", node.DefaultDashboardPort, "dashboard HTTP port")
 	f.IntVar(&agentPort, "dashboard-agent-listen-port", node.DefaultAgentPort, "node agent HTTP port (health)")
-	f.IntVar(&clientPort, "ray-client-server-port", 10001, "client server port (not served yet)")
+	f.IntVar(&clientPort, "ray-client-server-port", 10001, "Ray Client server port on the head (goray://HEAD:PORT)")
+	f.StringVar(&clientHost, "ray-client-server-host", "", "address the client server listens on (default: the node IP; 0.0.0.0 for every interface)")
 	f.IntVar(&metricsPort, "metrics-export-port", 0, "metrics port (not served yet)")
 	f.StringVar(&tempDir, "temp-dir", "", "temp root (default $GORAY_TEMP or /tmp/goray)")
 	f.StringVar(&gcsStorage, "gcs-storage-path", "", "persist the GCS tables in this directory and reload them on restart")
@@ -295,6 +300,9 @@ func printStarted(cmd *cobra.Command, info node.Info) {
 		fmt.Fprintf(w, "  To add another node to this goray cluster, run\n    goray start --address='%s'\n\n", info.GCSAddress)
 		fmt.Fprintf(w, "  To connect to this cluster from a Go program, run it with\n    GORAY_ADDRESS='%s' (goray.Init() on this host finds it by itself)\n\n", info.GCSAddress)
 		fmt.Fprintf(w, "  The dashboard API is at http://%s\n\n", info.DashboardAddress)
+		if info.ClientAddress != "" {
+			fmt.Fprintf(w, "  To connect from another machine (Ray Client), use the address\n    goray://%s\n\n", info.ClientAddress)
+		}
 	}
 	fmt.Fprintf(w, "  To see the status of the cluster, use\n    goray status\n\n  To terminate the goray runtime, run\n    goray stop\n")
 }

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/goray/goray/internal/autoscaler"
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/jobs"
@@ -64,6 +65,11 @@ type Config struct {
 	DashboardPortSet bool
 	AgentPort        int
 	AgentPortSet     bool
+	// The head's client server (Ray Client): port 0 = a free one; host
+	// "" = the node IP.
+	ClientServerPort    int
+	ClientServerPortSet bool
+	ClientServerHost    string
 
 	NumCPUs           float64 // <0: detect
 	NumGPUs           float64 // <0: detect
@@ -113,6 +119,7 @@ type Info struct {
 	RayletAddress    string             `json:"raylet_address"`
 	AgentAddress     string             `json:"agent_address"`
 	DashboardAddress string             `json:"dashboard_address,omitempty"`
+	ClientAddress    string             `json:"client_server_address,omitempty"`
 	SessionDir       string             `json:"session_dir"`
 	Resources        map[string]float64 `json:"resources"`
 }
@@ -131,6 +138,7 @@ type Node struct {
 	// storeDirs are the object store's directories, removed at Stop.
 	storeDirs []string
 
+	client     *client.Server
 	autoscaler *autoscaler.Autoscaler
 	provider   provider.NodeProvider
 	monitorLog *os.File
@@ -351,6 +359,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.serve(aln, n.agentHandler())
 	n.storeDirs = []string{storeCfg.Dir, storeCfg.SpillDir}
+	if cfg.Head {
+		if err := n.startClientServer(log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Head && cfg.Autoscaling != nil {
 		if err := n.startAutoscaler(session); err != nil {
 			return nil, err
@@ -369,6 +382,29 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// startClientServer serves Ray Client sessions on the head; a session's
+// driver leases workers through the head's raylet.
+func (n *Node) startClientServer(log *slog.Logger) error {
+	host := n.cfg.ClientServerHost
+	if host == "" {
+		host = n.cfg.NodeIP
+	}
+	ln, err := listen(host, n.cfg.ClientServerPort, n.cfg.ClientServerPortSet, "client server", "--ray-client-server-port")
+	if err != nil {
+		return err
+	}
+	n.client, err = client.Start(client.Config{
+		Listener: ln, GCSAddress: n.Info.GCSAddress, RayletAddress: n.Info.RayletAddress, NodeID: n.Info.NodeID,
+		NodeIP: n.cfg.NodeIP, Token: n.cfg.Token, DashboardAddress: n.Info.DashboardAddress, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.Info.ClientAddress = n.client.Address()
+	return nil
 }
 
 // binaryDir is where the GCS keeps driver binaries and working_dir
@@ -561,6 +597,9 @@ func (n *Node) dashboardHandler() http.Handler {
 // stops; the session keeps its logs but drops node.json.
 func (n *Node) Stop() {
 	n.stopAutoscaler()
+	if n.client != nil {
+		n.client.Stop()
+	}
 	if n.supervisor != nil {
 		n.supervisor.Close()
 	}
