@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/jobs"
 	"github.com/goray/goray/internal/jobs/runtimeenv"
 	"github.com/goray/goray/proto/rpcpb"
@@ -41,6 +42,19 @@ func dashboardURL(ctx context.Context, flag string) (string, error) {
 				return "", fmt.Errorf("bad address %q: %w", a, err)
 			}
 			return strings.TrimRight(a, "/"), nil
+		}
+		if rest, ok := clientServerAddress(a); ok {
+			tok, err := clusterToken()
+			if err != nil {
+				return "", err
+			}
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			dash, err := client.DashboardAddress(ctx, rest, tok)
+			if err != nil {
+				return "", err
+			}
+			return "http://" + dash, nil
 		}
 		if a != "" {
 			break
@@ -65,6 +79,17 @@ func dashboardURL(ctx context.Context, flag string) (string, error) {
 		return "", fmt.Errorf("the cluster at %s publishes no dashboard address", addr)
 	}
 	return "http://" + string(r.Value), nil
+}
+
+// clientServerAddress reports whether a is a Ray Client address
+// (goray://HOST:PORT or ray://HOST:PORT) and returns its host:port.
+func clientServerAddress(a string) (string, bool) {
+	for _, p := range []string{"goray://", "ray://"} {
+		if rest, ok := strings.CutPrefix(a, p); ok {
+			return rest, true
+		}
+	}
+	return "", false
 }
 
 func newJobClient(ctx context.Context, address string) (*jobClient, error) {
@@ -256,7 +281,7 @@ func jobCmd() *cobra.Command {
 	return cmd
 }
 
-const addressHelp = "cluster address: http(s)://HOST:PORT (dashboard), HOST:PORT (GCS), goray:// or ray:// (default: GORAY_ADDRESS, RAY_ADDRESS, the head on this host)"
+const addressHelp = "cluster address: http(s)://HOST:PORT (dashboard), HOST:PORT (GCS), goray://HOST:10001 or ray:// (the client server) (default: GORAY_ADDRESS, RAY_ADDRESS, the head on this host)"
 
 func parseJSONFlag(name, value string, into any) error {
 	if value == "" {

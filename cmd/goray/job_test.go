@@ -250,7 +250,7 @@ func TestJobCLIOnCluster(t *testing.T) {
 		}
 		b, _ := json.Marshal(c.Head.Info)
 		json.Unmarshal(b, &dash)
-		for _, addr := range []string{"http://" + dash.DashboardAddress, c.Address, "goray://" + c.Address, "ray://" + c.Address} {
+		for _, addr := range []string{"http://" + dash.DashboardAddress, c.Address, "goray://" + c.Head.Info.ClientAddress, "ray://" + c.Head.Info.ClientAddress} {
 			if st := mustJob(t, c, "status", "--address", addr, "fails"); !strings.Contains(st, "FAILED") {
 				t.Errorf("status via %s: %q", addr, st)
 			}

@@ -658,3 +658,22 @@ func (c *Conn) Close() {
 	}
 	c.cc.Close()
 }
+
+// DashboardAddress asks the client server at addr (host:port) where the
+// head's dashboard HTTP API listens, as Ray's Jobs SDK does for ray://
+// addresses.
+func DashboardAddress(ctx context.Context, addr, token string) (string, error) {
+	cc, err := grpc.NewClient(addr, append(auth.DialOptions(token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return "", fmt.Errorf("goray: client server address %q: %w", addr, err)
+	}
+	defer cc.Close()
+	info, err := clientpb.NewRayClientClient(cc).Info(ctx, &clientpb.InfoRequest{})
+	if err != nil {
+		return "", (&Conn{cfg: DialConfig{Address: addr}}).callError("ask", err)
+	}
+	if info.DashboardAddress == "" {
+		return "", fmt.Errorf("goray: the client server at %s knows no dashboard address", addr)
+	}
+	return info.DashboardAddress, nil
+}
