@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray"
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/node"
 )
 
 // Remote functions and actors of the microbenchmark (this binary is their
@@ -58,6 +61,7 @@ func microbenchmarkCmd() *cobra.Command {
 		duration time.Duration
 		cpus     float64
 		filter   string
+		viaCli   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
@@ -66,6 +70,13 @@ func microbenchmarkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if trials < 2 || duration <= 0 {
 				return fmt.Errorf("need --trials >= 2 and a positive --duration")
+			}
+			if viaCli {
+				n := -1.0
+				if cmd.Flags().Changed("num-cpus") {
+					n = cpus
+				}
+				return runClientMicrobenchmarks(cmd.OutOrStdout(), n, trials, duration, filter)
 			}
 			opts := []goray.InitOption{goray.NewLocalCluster(), goray.LogOutput(io.Discard)}
 			if cmd.Flags().Changed("num-cpus") {
@@ -82,6 +93,7 @@ func microbenchmarkCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&duration, "duration", 2*time.Second, "length of one trial")
 	cmd.Flags().Float64Var(&cpus, "num-cpus", 0, "CPUs of the local cluster (default: detected)")
 	cmd.Flags().StringVar(&filter, "filter", "", "run only the metrics whose name matches this regular expression")
+	cmd.Flags().BoolVar(&viaCli, "client", false, "run Ray's client__* set through a Ray Client session (goray://) with the local cluster's client server")
 	return cmd
 }
 
@@ -90,9 +102,25 @@ type benchStep struct {
 	batch func() (float64, error) // units done by one batch
 }
 
-func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filter string) error {
-	ctx := context.Background()
-	run := func(s benchStep) error {
+// runSteps times the steps whose names match filter.
+func runSteps(out io.Writer, steps []benchStep, trials int, duration time.Duration, filter string) error {
+	re, err := regexp.Compile(filter)
+	if err != nil {
+		return fmt.Errorf("--filter: %w", err)
+	}
+	for _, s := range steps {
+		if !re.MatchString(s.name) {
+			continue
+		}
+		if err := runStep(out, s, trials, duration); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runStep(out io.Writer, s benchStep, trials int, duration time.Duration) error {
+	{
 		// Warm up (leases, workers, actors), then time trials.
 		if _, err := s.batch(); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -114,6 +142,10 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 		fmt.Fprintf(out, "%s per second %.2f +- %.2f\n", s.name, mean, sd)
 		return nil
 	}
+}
+
+func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filter string) error {
+	ctx := context.Background()
 	asyncTasks := func(n int) (float64, error) {
 		refs := make([]goray.ObjectRef[int], n)
 		for i := range refs {
@@ -243,19 +275,85 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 			return clients * n, getAll(ctx, refs)
 		}},
 	}
-	re, err := regexp.Compile(filter)
-	if err != nil {
-		return fmt.Errorf("--filter: %w", err)
-	}
-	for _, s := range steps {
-		if !re.MatchString(s.name) {
-			continue
-		}
-		if err := run(s); err != nil {
+	return runSteps(out, steps, trials, duration, filter)
+}
+
+// runClientMicrobenchmarks starts a local cluster in this process and runs
+// Ray's client__* set through a Ray Client session with its client server.
+func runClientMicrobenchmarks(out io.Writer, cpus float64, trials int, duration time.Duration, filter string) error {
+	var token string
+	if !auth.Disabled() {
+		t, err := auth.Generate()
+		if err != nil {
 			return err
 		}
+		token = t
+		os.Setenv("GORAY_AUTH_TOKEN", token) // for Init
 	}
-	return nil
+	n, err := node.Start(node.Config{Head: true, Private: true, NodeIP: "127.0.0.1", NumCPUs: cpus, NumGPUs: -1, Token: token})
+	if err != nil {
+		return fmt.Errorf("start local cluster: %w", err)
+	}
+	defer n.Stop()
+	if err := goray.Init(goray.Address("goray://"+n.Info.ClientAddress), goray.LogOutput(io.Discard)); err != nil {
+		return err
+	}
+	defer goray.Shutdown()
+	ctx := context.Background()
+	small, err := goray.Put(42)
+	if err != nil {
+		return err
+	}
+	actor, err := benchActorClass.Remote()
+	if err != nil {
+		return err
+	}
+	const bigSize = 100 << 20
+	big := make([]byte, bigSize)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	steps := []benchStep{
+		{"client__get_calls", func() (float64, error) {
+			for i := 0; i < 1000; i++ {
+				if _, err := goray.Get(ctx, small); err != nil {
+					return 0, err
+				}
+			}
+			return 1000, nil
+		}},
+		{"client__put_calls", func() (float64, error) {
+			for i := 0; i < 1000; i++ {
+				if _, err := goray.Put(i); err != nil {
+					return 0, err
+				}
+			}
+			return 1000, nil
+		}},
+		{"client__put_gigabytes", func() (float64, error) {
+			_, err := goray.Put(big)
+			return bigSize / 1e9, err
+		}},
+		{"client__tasks_and_get_batch", func() (float64, error) {
+			refs := make([]goray.ObjectRef[int], 1000)
+			for i := range refs {
+				refs[i] = benchNoop.Remote()
+			}
+			return 1, getAll(ctx, refs)
+		}},
+		{"client__1_1_actor_calls_sync", func() (float64, error) {
+			_, err := goray.Get(ctx, benchActorNoop.Remote(actor))
+			return 1, err
+		}},
+		{"client__1_1_actor_calls_async", func() (float64, error) {
+			refs := make([]goray.ObjectRef[int], 1000)
+			for i := range refs {
+				refs[i] = benchActorNoop.Remote(actor)
+			}
+			return 1000, getAll(ctx, refs)
+		}},
+	}
+	return runSteps(out, steps, trials, duration, filter)
 }
 
 func meanStd(xs []float64) (float64, float64) {

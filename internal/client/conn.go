@@ -132,6 +132,8 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	cc, err := grpc.NewClient(cfg.Address, append(auth.DialOptions(cfg.Token),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
+		grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window),
+		grpc.WithWriteBufferSize(ioBuffer), grpc.WithReadBufferSize(ioBuffer),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: max(cfg.Keepalive, 10*time.Second), Timeout: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
@@ -519,14 +521,15 @@ func (c *Conn) SubmitActorTask(actorID, method string, args []Arg) *RemoteRef {
 	return c.submit(&clientpb.Submit{Function: method, ActorId: actorID, Args: toArgs(args)})
 }
 
-// Put stores an encoded value, sent in chunks.
+// Put stores an encoded value, sent in chunks (the first carries the
+// size and the refs inside the value).
 func (c *Conn) Put(ctx context.Context, data []byte, contained []core.Ref) (*RemoteRef, error) {
 	req, n := c.nextReq.Add(1), c.nextN.Add(1)
 	var msgs []*clientpb.Msg
 	for off := 0; ; off += chunk {
 		end := min(off+chunk, len(data))
 		p := &clientpb.Put{Req: req, N: n, Size: int64(len(data)), Data: data[off:end], Last: end == len(data)}
-		if p.Last {
+		if off == 0 {
 			p.Contained = toRefs(contained)
 		}
 		msgs = append(msgs, &clientpb.Msg{Body: &clientpb.Msg_Put{Put: p}})

@@ -38,6 +38,13 @@ const DefaultGrace = 30 * time.Second
 // chunks well below it.
 const maxMsg = 64 << 20
 
+// window is the HTTP/2 flow-control window of the client protocol, and
+// ioBuffer the size of its connection buffers.
+const (
+	window   = 32 << 20
+	ioBuffer = 1 << 20
+)
+
 // chunk is the size of the pieces a value travels in.
 const chunk = 1 << 20
 
@@ -87,6 +94,9 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: log.With("component", "client_server"), gcsConn: conn, gcs: rpcpb.NewGcsServiceClient(conn), sessions: map[string]*session{}}
 	s.grpc = grpc.NewServer(append(auth.ServerOptions(cfg.Token),
 		grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
+		// Large windows and buffers: values stream through one connection.
+		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window),
+		grpc.WriteBufferSize(ioBuffer), grpc.ReadBufferSize(ioBuffer),
 		// Clients ping an idle connection (every 10 s at the most) so that
 		// no middlebox drops it; the server pings too.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -253,7 +263,7 @@ func (s *Server) newSession(ctx context.Context, h *clientpb.Hello) (*session, e
 	grace = min(grace, s.cfg.MaxGrace)
 	ss := &session{
 		s: s, id: id, cw: cw, jobID: job.JobId, namespace: job.Namespace, grace: grace, link: newLink(),
-		refs: map[uint64]core.Ref{}, puts: map[uint64][]byte{}, reqs: map[uint64]context.CancelFunc{},
+		refs: map[uint64]core.Ref{}, puts: map[uint64]chan []byte{}, reqs: map[uint64]context.CancelFunc{},
 	}
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -294,7 +304,7 @@ type session struct {
 	// holding one local reference of cw; puts are values being received.
 	mu    sync.Mutex
 	refs  map[uint64]core.Ref
-	puts  map[uint64][]byte
+	puts  map[uint64]chan []byte // chunks of values being stored
 	reqs  map[uint64]context.CancelFunc // requests in progress, for Abort
 	gen   int
 	timer *time.Timer // the grace period while disconnected
@@ -445,33 +455,7 @@ func (ss *session) handle(m *clientpb.Msg) {
 		ss.setRef(req.N, ref)
 		ss.link.send(&clientpb.Msg{Body: &clientpb.Msg_RefInfo{RefInfo: &clientpb.RefInfo{N: req.N, Ref: toRef(ref)}}})
 	case *clientpb.Msg_Put:
-		p := b.Put
-		ss.mu.Lock()
-		buf, ok := ss.puts[p.N]
-		if !ok {
-			buf = make([]byte, 0, p.Size)
-		}
-		buf = append(buf, p.Data...)
-		if !p.Last {
-			ss.puts[p.N] = buf
-			ss.mu.Unlock()
-			return
-		}
-		delete(ss.puts, p.N)
-		ss.mu.Unlock()
-		contained := fromRefs(p.Contained)
-		ss.request(p.Req, 0, func(ctx context.Context) {
-			ref, err := cw.PutEncoded(ctx, int64(len(buf)), func(w io.WriterAt) error {
-				_, err := w.WriteAt(buf, 0)
-				return err
-			}, contained...)
-			if err != nil {
-				ss.fail(p.Req, err)
-				return
-			}
-			ss.setRef(p.N, ref)
-			ss.reply(&clientpb.Done{Req: p.Req, Ref: toRef(ref)})
-		})
+		ss.put(b.Put)
 	case *clientpb.Msg_Get:
 		g := b.Get
 		ref, ok := ss.ref(g.N)
@@ -599,6 +583,59 @@ func (ss *session) handle(m *clientpb.Msg) {
 			time.AfterFunc(2*time.Second, func() { ss.end("the client shut down") })
 		}()
 	}
+}
+
+// put stores a value that arrives in chunks: the first starts the put,
+// and the chunks are written into the object as they come.
+func (ss *session) put(p *clientpb.Put) {
+	ss.mu.Lock()
+	ch, ok := ss.puts[p.N]
+	if ok && p.Last {
+		delete(ss.puts, p.N)
+	}
+	ss.mu.Unlock()
+	if ok {
+		ch <- p.Data
+		if p.Last {
+			close(ch)
+		}
+		return
+	}
+	ch = make(chan []byte, 16)
+	ch <- p.Data
+	if p.Last {
+		close(ch)
+	} else {
+		ss.mu.Lock()
+		ss.puts[p.N] = ch
+		ss.mu.Unlock()
+	}
+	contained := fromRefs(p.Contained)
+	ss.request(p.Req, 0, func(ctx context.Context) {
+		defer func() {
+			for range ch { // a put that failed early still takes its chunks
+			}
+		}()
+		ref, err := ss.cw.PutEncoded(ctx, p.Size, func(w io.WriterAt) error {
+			var off int64
+			for data := range ch {
+				if _, err := w.WriteAt(data, off); err != nil {
+					return err
+				}
+				off += int64(len(data))
+			}
+			if off != p.Size {
+				return fmt.Errorf("goray: put of %d bytes got %d", p.Size, off)
+			}
+			return nil
+		}, contained...)
+		if err != nil {
+			ss.fail(p.Req, err)
+			return
+		}
+		ss.setRef(p.N, ref)
+		ss.reply(&clientpb.Done{Req: p.Req, Ref: toRef(ref)})
+	})
 }
 
 // sendData sends a value in chunks (copies: data may alias shared memory
