@@ -304,7 +304,7 @@ type session struct {
 	// holding one local reference of cw; puts are values being received.
 	mu    sync.Mutex
 	refs  map[uint64]core.Ref
-	puts  map[uint64]chan []byte // chunks of values being stored
+	puts  map[uint64]chan []byte        // chunks of values being stored
 	reqs  map[uint64]context.CancelFunc // requests in progress, for Abort
 	gen   int
 	timer *time.Timer // the grace period while disconnected
