@@ -111,7 +111,7 @@ func main() { os.Exit(run()) }
 func run() int {
 	flags := flag.NewFlagSet("wordcount", flag.ContinueOnError)
 	flags.Usage = func() { fmt.Fprintln(flags.Output(), "usage: wordcount [--address=ADDR] [DIR]") }
-	addr := flags.String("address", "", "address of the cluster's GCS (default: GORAY_ADDRESS, this host's cluster, or a new local one)")
+	addr := flags.String("address", "", "address of the cluster's GCS, or goray://HEAD:10001 for its client server (default: GORAY_ADDRESS, this host's cluster, or a new local one)")
 	batchBytes := flags.Int("batch-bytes", 4<<20, "") // hidden: tests make small batches
 	err := flags.Parse(os.Args[1:])
 	if err == nil && flags.NArg() > 1 {

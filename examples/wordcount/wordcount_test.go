@@ -48,6 +48,22 @@ func TestWordcountCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
+	dir, want := testTree(t)
+	cluster := testcluster.Start(t, testcluster.Options{Workers: 2})
+	bin := filepath.Join(t.TempDir(), "wordcount")
+	if err := testcluster.Build(bin, "github.com/goray/goray/examples/wordcount"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--address="+cluster.Address, "--batch-bytes=64", dir)
+	cmd.Env = cluster.Env()
+	checkRun(t, cluster, cmd, want)
+}
+
+// testTree writes a directory of test files and returns it with the
+// top-20 lines wordcount must print for it.
+func testTree(t *testing.T) (string, []string) {
 	dir := t.TempDir()
 	write := func(name string, data []byte) {
 		path := filepath.Join(dir, name)
@@ -91,16 +107,13 @@ func TestWordcountCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := expectedTop(t, dir)
-	cluster := testcluster.Start(t, testcluster.Options{Workers: 2})
-	bin := filepath.Join(t.TempDir(), "wordcount")
-	if err := testcluster.Build(bin, "github.com/goray/goray/examples/wordcount"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--address="+cluster.Address, "--batch-bytes=64", dir)
-	cmd.Env = cluster.Env()
+	return dir, expectedTop(t, dir)
+}
+
+// checkRun runs a wordcount command against cluster and checks its counts
+// and that tasks ran on every node.
+func checkRun(t *testing.T, cluster *testcluster.Cluster, cmd *exec.Cmd, want []string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
