@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/goray/goray"
+	"github.com/goray/goray/proto/rpcpb"
 	"github.com/goray/goray/testcluster"
 )
 
@@ -43,10 +45,15 @@ var (
 
 func connectClient(t *testing.T, c *testcluster.Cluster, opts ...goray.InitOption) {
 	t.Helper()
+	connectClientAt(t, c, "goray://"+c.Head.Info.ClientAddress, opts...)
+}
+
+func connectClientAt(t *testing.T, c *testcluster.Cluster, addr string, opts ...goray.InitOption) {
+	t.Helper()
 	t.Setenv("GORAY_AUTH_TOKEN", c.Token)
 	t.Setenv("HOME", c.Home)
 	t.Setenv("GORAY_ADDRESS", "")
-	if err := goray.Init(append([]goray.InitOption{goray.Address("goray://" + c.Head.Info.ClientAddress)}, opts...)...); err != nil {
+	if err := goray.Init(append([]goray.InitOption{goray.Address(addr)}, opts...)...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(goray.Shutdown)
@@ -163,5 +170,202 @@ func TestClientAPI(t *testing.T) {
 	}
 	if !strings.Contains(out, goray.JobID()) {
 		t.Fatalf("job %s not listed:\n%s", goray.JobID(), out)
+	}
+}
+
+func actorState(t *testing.T, c *testcluster.Cluster, id string) string {
+	t.Helper()
+	as, err := c.GCS().ListActors(context.Background(), &rpcpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as.Actors {
+		if a.Spec.ActorId == id {
+			return a.State.String()
+		}
+	}
+	return "unknown"
+}
+
+// TestClientReconnect cuts the client's connection mid-run and restores it
+// within the grace period: every call made before, during and after the
+// cut takes effect exactly once, refs and actors survive, and a Get with
+// its own timeout during the cut honours it.
+func TestClientReconnect(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, HeadCPUs: 2, WorkerCPUs: 2})
+	p := startProxy(t, c.Head.Info.ClientAddress, 0)
+	t.Setenv("GORAY_CLIENT_RECONNECT_GRACE_PERIOD", "30")
+	connectClientAt(t, c, "goray://"+p.Addr())
+	ctx := context.Background()
+
+	h, err := counterClass.Remote(goray.Val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := goray.Put("kept across the cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []goray.ObjectRef[int]
+	var last goray.ObjectRef[int]
+	for i := range 300 {
+		last = incr.Remote(h, goray.Val(1))
+		sums = append(sums, sum.Remote(goray.Val(i), goray.Val(1)))
+		switch i {
+		case 100:
+			if got := getT(t, last); got != 101 {
+				t.Fatalf("before the cut: %d", got)
+			}
+			p.Cut()
+		case 150:
+			// Disconnected: a Get honours its own timeout.
+			start := time.Now()
+			if _, err := goray.Get(ctx, last, goray.Timeout(500*time.Millisecond)); !errors.Is(err, goray.ErrGetTimeout) {
+				t.Fatalf("Get during the cut: %v", err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("Get with a 500ms timeout took %s while disconnected", d)
+			}
+		case 200:
+			time.Sleep(2 * time.Second)
+			p.Restore()
+		}
+	}
+	if got := getT(t, last); got != 300 {
+		t.Fatalf("counter after 300 calls across a cut: %d (each call must run exactly once)", got)
+	}
+	for i, r := range sums {
+		if got := getT(t, r); got != i+1 {
+			t.Fatalf("task %d = %d", i, got)
+		}
+	}
+	if got := getT(t, kept); got != "kept across the cut" {
+		t.Fatalf("put before the cut: %q", got)
+	}
+	if p.Accepted() < 2 {
+		t.Fatalf("the client connected %d times; the cut did not happen", p.Accepted())
+	}
+}
+
+// TestClientSessionLost keeps the connection cut past the grace period:
+// the client's calls fail with ErrClientSessionLost and the head releases
+// the session's actors (detached ones live on).
+func TestClientSessionLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Workers: 1})
+	p := startProxy(t, c.Head.Info.ClientAddress, 0)
+	connectClientAt(t, c, "goray://"+p.Addr(), goray.ClientReconnectGracePeriod(2*time.Second))
+	ctx := context.Background()
+
+	h, err := counterClass.Remote(goray.Val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := counterClass.Options(goray.Detached(), goray.ActorName("survivor"), goray.NumCPUs(0)).Remote(goray.Val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getT(t, incr.Remote(h, goray.Val(1)))
+	getT(t, incr.Remote(d, goray.Val(1)))
+	t.Cleanup(func() { // the detached actor outlives the test's job
+		c.GCS().KillActor(context.Background(), &rpcpb.KillActorRequest{ActorId: d.ID(), NoRestart: true})
+	})
+	if s := actorState(t, c, h.ID()); s != "ACTOR_ALIVE" {
+		t.Fatalf("actor %s before the cut", s)
+	}
+	p.Cut()
+	start := time.Now()
+	_, err = goray.Get(ctx, incr.Remote(h, goray.Val(1)), goray.Timeout(30*time.Second))
+	if !errors.Is(err, goray.ErrClientSessionLost) {
+		t.Fatalf("Get after the grace period: %v", err)
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Fatalf("session loss took %s with a 2s grace period", el)
+	}
+	t.Logf("session lost after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if _, err := goray.Put(1); !errors.Is(err, goray.ErrClientSessionLost) {
+		t.Fatalf("Put after the loss: %v", err)
+	}
+	if _, err := counterClass.Remote(goray.Val(0)); !errors.Is(err, goray.ErrClientSessionLost) {
+		t.Fatalf("actor creation after the loss: %v", err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "the session's actor to be released", func() bool {
+		return actorState(t, c, h.ID()) == "ACTOR_DEAD"
+	})
+	if s := actorState(t, c, d.ID()); s != "ACTOR_ALIVE" {
+		t.Fatalf("detached actor %s after the session ended", s)
+	}
+	out, err := c.Goray("list", "actors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, h.ID()) && !strings.Contains(l, "DEAD") {
+			t.Fatalf("goray list actors shows the session's actor alive: %q", l)
+		}
+	}
+	// Reconnecting later does not bring the session back.
+	p.Restore()
+	if _, err := goray.Put(1); !errors.Is(err, goray.ErrClientSessionLost) {
+		t.Fatalf("Put after restoring: %v", err)
+	}
+}
+
+// TestClientIdleKeepalive leaves a session idle behind a proxy that drops
+// connections idle for 12s: keepalive pings hold the connection open.
+func TestClientIdleKeepalive(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	p := startProxy(t, c.Head.Info.ClientAddress, 12*time.Second)
+	connectClientAt(t, c, "goray://"+p.Addr(), goray.ClientKeepalive(10*time.Second))
+	ref, err := goray.Put(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getT(t, sum.Remote(ref, goray.Val(1))); got != 8 {
+		t.Fatalf("before idling: %d", got)
+	}
+	time.Sleep(25 * time.Second)
+	if got := getT(t, sum.Remote(ref, goray.Val(2))); got != 9 {
+		t.Fatalf("after idling: %d", got)
+	}
+	if n := p.Accepted(); n != 1 {
+		t.Fatalf("the client connected %d times: the idle connection was dropped", n)
+	}
+}
+
+// TestClientBadInput: wrong token, nothing listening, malformed address.
+func TestClientBadInput(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	t.Setenv("HOME", c.Home)
+	t.Setenv("GORAY_ADDRESS", "")
+	t.Setenv("GORAY_AUTH_TOKEN", "wrong")
+	err := goray.Init(goray.Address("goray://" + c.Head.Info.ClientAddress))
+	if err == nil {
+		goray.Shutdown()
+		t.Fatal("Init with a wrong token succeeded")
+	}
+	if !strings.Contains(err.Error(), "refused this program's token") {
+		t.Fatalf("wrong token: %v", err)
+	}
+	t.Setenv("GORAY_AUTH_TOKEN", c.Token)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := ln.Addr().String()
+	ln.Close()
+	start := time.Now()
+	err = goray.Init(goray.Address("ray://" + free))
+	if err == nil || !strings.Contains(err.Error(), "cannot reach a goray client server at "+free) {
+		t.Fatalf("nothing listening: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("Init against a closed port took %s", d)
+	}
+	// The GCS port is no client server.
+	if err := goray.Init(goray.Address("goray://" + c.Address)); err == nil || !strings.Contains(err.Error(), "not a goray client server") {
+		t.Fatalf("GCS address as client server: %v", err)
+	}
+	if err := goray.Init(goray.Address("goray://nohostport")); err == nil || !strings.Contains(err.Error(), "want goray://HOST:PORT") {
+		t.Fatalf("malformed address: %v", err)
 	}
 }

@@ -155,7 +155,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 func (c *Conn) open(ctx context.Context) error {
 	ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	info, err := c.rc.Info(ictx, &clientpb.InfoRequest{}, grpc.WaitForReady(true))
+	info, err := c.rc.Info(ictx, &clientpb.InfoRequest{})
 	if err != nil {
 		return c.callError("connect to", err)
 	}
