@@ -1,0 +1,255 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/core"
+	"github.com/goray/goray/internal/version"
+	"github.com/goray/goray/proto/clientpb"
+)
+
+// lossySender delivers frames to a peer link until cut, then drops them.
+type lossySender struct {
+	mu    sync.Mutex
+	peer  *link
+	cut   bool
+	gotMu *sync.Mutex
+	got   *[]uint64
+}
+
+func (s *lossySender) Send(f *clientpb.Frame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut {
+		return errors.New("connection cut")
+	}
+	for _, m := range s.peer.receive(f) {
+		s.gotMu.Lock()
+		*s.got = append(*s.got, m.GetRelease().Refs[0])
+		s.gotMu.Unlock()
+	}
+	return nil
+}
+
+func (s *lossySender) setCut() {
+	s.mu.Lock()
+	s.cut = true
+	s.mu.Unlock()
+}
+
+func release(n uint64) *clientpb.Msg {
+	return &clientpb.Msg{Body: &clientpb.Msg_Release{Release: &clientpb.Release{Refs: []uint64{n}}}}
+}
+
+// TestLinkResendsAfterReattach: messages sent while a stream is cut, or
+// lost with it, arrive after the next attach exactly once and in order.
+func TestLinkResendsAfterReattach(t *testing.T) {
+	a, b := newLink(), newLink()
+	defer a.close()
+	defer b.close()
+	var got []uint64
+	var mu sync.Mutex
+	snapshot := func() []uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]uint64(nil), got...)
+	}
+	s1 := &lossySender{peer: b, gotMu: &mu, got: &got}
+	a.attach(s1, 0)
+	for i := uint64(1); i <= 100; i++ {
+		a.send(release(i))
+		if i == 40 {
+			s1.setCut()
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	s2 := &lossySender{peer: b, gotMu: &mu, got: &got}
+	a.attach(s2, b.received())
+	for i := uint64(101); i <= 120; i++ {
+		a.send(release(i))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(snapshot()) < 120 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	g := snapshot()
+	if len(g) != 120 {
+		t.Fatalf("received %d messages, want 120: %v", len(g), g)
+	}
+	for i, n := range g {
+		if n != uint64(i+1) {
+			t.Fatalf("message %d is %d: %v", i, n, g)
+		}
+	}
+	// A duplicate of an old frame is dropped.
+	if out := b.receive(&clientpb.Frame{Seq: 5, Msgs: []*clientpb.Msg{release(5)}}); len(out) != 0 {
+		t.Fatalf("duplicate delivered: %v", out)
+	}
+}
+
+// TestLinkAcks: acknowledged messages are no longer kept.
+func TestLinkAcks(t *testing.T) {
+	l := newLink()
+	defer l.close()
+	for i := uint64(1); i <= 10; i++ {
+		l.send(release(i))
+	}
+	l.receive(&clientpb.Frame{Ack: 7})
+	l.mu.Lock()
+	n, base := len(l.unacked), l.base
+	l.mu.Unlock()
+	if n != 3 || base != 8 {
+		t.Fatalf("after ack 7: %d kept from %d, want 3 from 8", n, base)
+	}
+}
+
+func TestCompatible(t *testing.T) {
+	for _, tc := range []struct {
+		cv, co, ca, sv, so, sa string
+		want                   string
+	}{
+		{"1", "linux", "amd64", "1", "linux", "amd64", ""},
+		{"1", "darwin", "arm64", "1", "linux", "amd64", "built for darwin/arm64 but the cluster runs linux/amd64"},
+		{"1", "linux", "arm64", "1", "linux", "amd64", "GOOS=linux GOARCH=amd64"},
+		{"1", "linux", "amd64", "2", "linux", "amd64", "built with goray 1 but the cluster runs goray 2"},
+	} {
+		err := Compatible(tc.cv, tc.co, tc.ca, tc.sv, tc.so, tc.sa)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Compatible(%v) = %v, want %q", tc, err, tc.want)
+		}
+	}
+}
+
+func TestGraceFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		goray, ray string
+		want       time.Duration
+		bad        bool
+	}{
+		{"", "", DefaultGrace, false},
+		{"5", "", 5 * time.Second, false},
+		{"", "7", 7 * time.Second, false},
+		{"1.5", "9", 1500 * time.Millisecond, false},
+		{"250ms", "", 250 * time.Millisecond, false},
+		{"soon", "", 0, true},
+	} {
+		t.Setenv("GORAY_CLIENT_RECONNECT_GRACE_PERIOD", tc.goray)
+		t.Setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", tc.ray)
+		got, err := GraceFromEnv()
+		if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
+			t.Errorf("%q/%q: %v %v, want %v", tc.goray, tc.ray, got, err, tc.want)
+		}
+	}
+}
+
+func TestErrorCodesRoundTrip(t *testing.T) {
+	for _, c := range errorCodes {
+		err := fmt.Errorf("wrapped: %w", c.err)
+		d := &clientpb.Done{Code: errorCode(err), Error: err.Error()}
+		back := doneError(d)
+		if !errors.Is(back, c.err) || back.Error() != err.Error() {
+			t.Errorf("%v came back as %v", err, back)
+		}
+	}
+	if errorCode(errors.New("other")) != clientpb.ErrorCode_OTHER || doneError(&clientpb.Done{}) != nil {
+		t.Error("plain errors")
+	}
+	if !errors.Is(doneError(&clientpb.Done{Code: clientpb.ErrorCode_SHUTDOWN, Error: "x"}), core.ErrShutdown) {
+		t.Error("shutdown")
+	}
+}
+
+// startServer runs a client server whose GCS does not exist: enough for
+// the checks a session makes before it needs the cluster.
+func startServer(t *testing.T, token string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(Config{Listener: ln, GCSAddress: "127.0.0.1:1", Token: token, DashboardAddress: "127.0.0.1:8265"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s.Address()
+}
+
+func hello(t *testing.T, addr, token string, h *clientpb.Hello) error {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, append(auth.DialOptions(token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := clientpb.NewRayClientClient(cc).Session(ctx)
+	if err != nil {
+		return err
+	}
+	st.Send(&clientpb.Frame{Hello: h})
+	_, err = st.Recv()
+	return err
+}
+
+// TestSessionRefusals: the server refuses a client of another platform or
+// version (with a message that says so), a wrong or missing token, and an
+// unknown session.
+func TestSessionRefusals(t *testing.T) {
+	addr := startServer(t, "secret")
+	ok := func() *clientpb.Hello {
+		return &clientpb.Hello{Version: version.Version, Goos: goruntime.GOOS, Goarch: goruntime.GOARCH}
+	}
+	other := "arm64"
+	if goruntime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	h := ok()
+	h.Goarch = other
+	err := hello(t, addr, "secret", h)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), fmt.Sprintf("built for %s/%s but the cluster runs %s/%s", goruntime.GOOS, other, goruntime.GOOS, goruntime.GOARCH)) {
+		t.Errorf("other arch: %v", err)
+	}
+	h = ok()
+	h.Version = "0.0.0-elsewhere"
+	if err := hello(t, addr, "secret", h); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "versions must match") {
+		t.Errorf("other version: %v", err)
+	}
+	if err := hello(t, addr, "wrong", ok()); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("wrong token: %v", err)
+	}
+	if err := hello(t, addr, "", ok()); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no token: %v", err)
+	}
+	h = ok()
+	h.SessionId = "gone"
+	if err := hello(t, addr, "secret", h); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "is gone") {
+		t.Errorf("unknown session: %v", err)
+	}
+	if err := hello(t, addr, "secret", nil); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no hello: %v", err)
+	}
+	// Info answers with the token; DashboardAddress uses it.
+	dash, err := DashboardAddress(context.Background(), addr, "secret")
+	if err != nil || dash != "127.0.0.1:8265" {
+		t.Errorf("dashboard: %q %v", dash, err)
+	}
+	if _, err := DashboardAddress(context.Background(), addr, "wrong"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("dashboard with a wrong token: %v", err)
+	}
+}
