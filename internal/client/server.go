@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -96,7 +97,8 @@ func Start(cfg Config) (*Server, error) {
 		grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
 		// Large windows and buffers: values stream through one connection.
 		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window),
-		grpc.WriteBufferSize(ioBuffer), grpc.ReadBufferSize(ioBuffer),
+		grpc.WriteBufferSize(ioBuffer), grpc.ReadBufferSize(ioBuffer), experimental.BufferPool(bufPool),
+		grpc.ForceServerCodecV2(frameCodec{}),
 		// Clients ping an idle connection (every 10 s at the most) so that
 		// no middlebox drops it; the server pings too.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
