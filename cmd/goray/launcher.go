@@ -34,12 +34,14 @@ func (cf *clusterFlags) add(f *pflag.FlagSet, cache, yes bool) {
 	}
 }
 
-// open loads the config named by args[0] and connects to its provider.
+// open loads the config and connects to its provider. Progress goes to
+// stderr, except for up and down (progress is their output), so that the
+// output of exec, get-head-ip and the like can be read by scripts.
 func (cf *clusterFlags) open(cmd *cobra.Command, configPath string) (*launcher.Cluster, context.Context, func(), error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	o := launcher.Options{
 		ConfigPath: configPath, NoConfigCache: cf.noConfigCache, Yes: cf.yes,
-		Out: cmd.OutOrStdout(), In: cmd.InOrStdin(),
+		Out: cmd.ErrOrStderr(), In: cmd.InOrStdin(),
 		Overrides: launcher.Overrides{ClusterName: cf.name},
 	}
 	f := cmd.Flags()
@@ -48,6 +50,9 @@ func (cf *clusterFlags) open(cmd *cobra.Command, configPath string) (*launcher.C
 	}
 	if f.Lookup("max-workers") != nil && f.Changed("max-workers") {
 		o.Overrides.MaxWorkers = &cf.maxWorkers
+	}
+	if cmd.Name() == "up" || cmd.Name() == "down" {
+		o.Out = cmd.OutOrStdout()
 	}
 	cl, err := launcher.Open(ctx, o)
 	if err != nil {

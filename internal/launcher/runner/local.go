@@ -23,7 +23,7 @@ func (l *Local) Host() string { return "localhost" }
 
 func (l *Local) Ready(ctx context.Context) error {
 	if _, err := exec.LookPath("bash"); err != nil {
-		return fmt.Errorf("localhost: %w: %w", ErrPermanent, err)
+		return Permanent(fmt.Errorf("localhost: %w", err))
 	}
 	return nil
 }

@@ -54,8 +54,17 @@ type SyncOptions struct {
 }
 
 // ErrPermanent marks errors that retrying cannot fix (a rejected key, a
-// key file that cannot be read).
-var ErrPermanent = errors.New("permanent")
+// key file that cannot be read): errors.Is(err, ErrPermanent).
+var ErrPermanent = errors.New("launcher: not worth retrying")
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string        { return p.err.Error() }
+func (p permanent) Unwrap() error        { return p.err }
+func (p permanent) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent marks err as not worth retrying.
+func Permanent(err error) error { return permanent{err} }
 
 // ExitError is a command that ran and exited non-zero.
 type ExitError struct {

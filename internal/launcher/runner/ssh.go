@@ -77,24 +77,24 @@ func NewSSH(cfg SSHConfig) (*SSH, error) {
 		cfg.Sync = v
 	}
 	if cfg.User == "" {
-		return nil, fmt.Errorf("%s: %w: auth.ssh_user is empty", cfg.Host, ErrPermanent)
+		return nil, Permanent(fmt.Errorf("%s: auth.ssh_user is empty", cfg.Host))
 	}
 	s := &SSH{cfg: cfg, hostCB: ssh.InsecureIgnoreHostKey()}
 	if cfg.KeyPath == "" {
-		return nil, fmt.Errorf("%s: %w: auth.ssh_private_key is not set", cfg.Host, ErrPermanent)
+		return nil, Permanent(fmt.Errorf("%s: auth.ssh_private_key is not set", cfg.Host))
 	}
 	keyPath := HomePath(cfg.KeyPath, localHome())
 	pem, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: auth.ssh_private_key: %w", ErrPermanent, err)
+		return nil, Permanent(fmt.Errorf("auth.ssh_private_key: %w", err))
 	}
 	if s.signer, err = ssh.ParsePrivateKey(pem); err != nil {
-		return nil, fmt.Errorf("%w: auth.ssh_private_key %s: %w", ErrPermanent, keyPath, err)
+		return nil, Permanent(fmt.Errorf("auth.ssh_private_key %s: %w", keyPath, err))
 	}
 	s.cfg.KeyPath = keyPath
 	if cfg.KnownHostsFile != "" {
 		if s.hostCB, err = knownhosts.New(HomePath(cfg.KnownHostsFile, localHome())); err != nil {
-			return nil, fmt.Errorf("%w: known hosts %s: %w", ErrPermanent, cfg.KnownHostsFile, err)
+			return nil, Permanent(fmt.Errorf("known hosts %s: %w", cfg.KnownHostsFile, err))
 		}
 	}
 	return s, nil
@@ -133,7 +133,7 @@ func (s *SSH) conn(ctx context.Context) (*ssh.Client, error) {
 		c.Close()
 		var kerr *knownhosts.KeyError
 		if strings.Contains(err.Error(), "unable to authenticate") || errors.As(err, &kerr) {
-			return nil, fmt.Errorf("%s: ssh as %s with key %s: %w: %w", s.cfg.Host, s.cfg.User, s.cfg.KeyPath, ErrPermanent, err)
+			return nil, Permanent(fmt.Errorf("%s: ssh as %s with key %s rejected: %w", s.cfg.Host, s.cfg.User, s.cfg.KeyPath, err))
 		}
 		return nil, fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
 	}

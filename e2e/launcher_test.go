@@ -1,0 +1,398 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goray/goray/internal/launcher/hosttest"
+	"github.com/goray/goray/testcluster"
+)
+
+// launcherCLI runs the goray CLI as a user on this machine would.
+type launcherCLI struct {
+	t   *testing.T
+	bin string
+	env []string
+}
+
+func newLauncherCLI(t *testing.T) *launcherCLI {
+	home := t.TempDir()
+	return &launcherCLI{t: t, bin: testcluster.GorayBinary(t), env: append(os.Environ(),
+		"HOME="+home, "GORAY_TEMP="+filepath.Join(home, "tmp"), "GORAY_LAUNCHER_SSH_TIMEOUT_S=30")}
+}
+
+// run runs goray with args and returns its combined output.
+func (c *launcherCLI) run(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = c.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// stdout runs goray and returns its standard output only.
+func (c *launcherCLI) stdout(timeout time.Duration, args ...string) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = c.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("goray %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+func (c *launcherCLI) must(timeout time.Duration, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(timeout, args...)
+	if err != nil {
+		c.t.Fatalf("goray %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+var healthyLine = regexp.MustCompile(`^\s*(\d+) \S+`)
+
+// healthyNodes counts the nodes under "Healthy:" in goray status output.
+func healthyNodes(status string) int {
+	n := 0
+	in := false
+	for _, line := range strings.Split(status, "\n") {
+		switch {
+		case strings.HasPrefix(line, "Healthy:"):
+			in = true
+		case strings.HasPrefix(line, "Pending:"):
+			in = false
+		case in:
+			if m := healthyLine.FindStringSubmatch(line); m != nil {
+				k, _ := strconv.Atoi(m[1])
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// writeTree fills dir with files of several sizes and modes, a nested
+// directory and a symlink.
+func writeTree(t *testing.T, dir string) {
+	t.Helper()
+	files := map[string]string{
+		"a.txt":         "alpha\n",
+		"sub/b.bin":     strings.Repeat("\x00\x01\x02binary", 5000),
+		"sub/deep/c.sh": "#!/bin/sh\necho hi\n",
+		"empty":         "",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(dir, "sub/deep/c.sh"), 0o755)
+	os.Symlink("a.txt", filepath.Join(dir, "link"))
+}
+
+// sameTree fails unless two directories hold the same paths, modes,
+// contents and links.
+func sameTree(t *testing.T, a, b string) {
+	t.Helper()
+	list := func(root string) map[string]string {
+		m := map[string]string{}
+		filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(root, p)
+			if rel == "." {
+				return nil
+			}
+			desc := info.Mode().String()
+			switch {
+			case info.Mode()&os.ModeSymlink != 0:
+				l, _ := os.Readlink(p)
+				desc += " -> " + l
+			case info.Mode().IsRegular():
+				c, _ := os.ReadFile(p)
+				desc += " " + string(c)
+			}
+			m[rel] = desc
+			return nil
+		})
+		return m
+	}
+	ma, mb := list(a), list(b)
+	if len(ma) != len(mb) {
+		t.Fatalf("%s has %d entries, %s has %d", a, len(ma), b, len(mb))
+	}
+	for k, v := range ma {
+		if mb[k] != v {
+			t.Fatalf("%s differs after the round trip", k)
+		}
+	}
+}
+
+// headPID reads the pid of the head node's process from its session.
+func headPID(t *testing.T, cli *launcherCLI, cfg string) string {
+	t.Helper()
+	out := cli.stdout(30*time.Second, "exec", cfg, `sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$GORAY_TEMP"/session_latest/node.json`)
+	return strings.TrimSpace(out)
+}
+
+// dumpHead logs the head host's autoscaler log and state file when the
+// test failed.
+func dumpHead(t *testing.T, h *hosttest.Host) {
+	if !t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(h.Temp, "session_*", "logs", "*"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil && len(b) > 0 {
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("--- %s ---\n%s", l, b)
+		}
+	}
+	states, _ := filepath.Glob(filepath.Join(h.Temp, "cluster-*.state"))
+	for _, s := range states {
+		b, _ := os.ReadFile(s)
+		t.Logf("--- %s ---\n%s", s, b)
+	}
+}
+
+// The local provider over emulated SSH hosts: goray up brings up a head
+// and two workers, the launcher's other commands act on the head, a
+// second up with --no-restart changes nothing and down leaves no process
+// on any host.
+func TestLauncherLocalProvider(t *testing.T) {
+	bin := testcluster.GorayBinary(t)
+	hosts := hosttest.Start(t, 3, filepath.Dir(bin))
+	cli := newLauncherCLI(t)
+	dir := t.TempDir()
+	mounted := filepath.Join(dir, "mounted")
+	os.MkdirAll(mounted, 0o755)
+	os.WriteFile(filepath.Join(mounted, "hello.txt"), []byte("mounted file\n"), 0o644)
+	h0, h1, h2 := hosts.Hosts[0], hosts.Hosts[1], hosts.Hosts[2]
+	cluster := fmt.Sprintf("e2e-local-%d", os.Getpid())
+	cfg := filepath.Join(dir, "cluster.yaml")
+	// Ray's older layout: no available_node_types, min_workers defaults
+	// to the number of worker IPs.
+	os.WriteFile(cfg, []byte(`cluster_name: `+cluster+`
+provider:
+  type: local
+  head_ip: `+h0.IP+`
+  worker_ips: [`+h1.IP+`, `+h2.IP+`]
+auth:
+  ssh_user: root
+  ssh_private_key: `+hosts.Key+`
+file_mounts:
+  ~/mounted: `+mounted+`
+setup_commands:
+  - echo setup >> ~/setup.log
+head_start_ray_commands:
+  - goray stop
+  - AUTOSCALER_UPDATE_INTERVAL_S=1 goray start --head --port=6379 --num-cpus=1 --autoscaling-config=~/goray_bootstrap_config.yaml
+worker_start_ray_commands:
+  - goray stop
+  - goray start --address=$RAY_HEAD_IP:6379 --num-cpus=2
+`), 0o644)
+	t.Cleanup(func() { cli.run(2*time.Minute, "down", "-y", cfg) })
+	t.Cleanup(func() { dumpHead(t, h0) })
+
+	start := time.Now()
+	out := cli.must(3*time.Minute, "up", "-y", cfg)
+	t.Logf("goray up: %.1fs\n%s", time.Since(start).Seconds(), out)
+	for _, step := range []string{"waiting-for-ssh", "syncing-files", "setup_commands", "start_ray_commands", "up-to-date"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("goray up did not show step %s", step)
+		}
+	}
+	var status string
+	testcluster.Eventually(t, 2*time.Minute, "3 healthy nodes in goray status", func() bool {
+		status, _ = cli.run(30*time.Second, "exec", cfg, "goray status")
+		return healthyNodes(status) == 3
+	})
+	t.Logf("3 nodes healthy %.1fs after goray up started", time.Since(start).Seconds())
+
+	// exec runs on the head: its address, its temp root, the mounted file.
+	out = cli.must(30*time.Second, "exec", cfg, `ip -4 -o addr show eth0; echo "temp=$GORAY_TEMP"; cat ~/mounted/hello.txt`)
+	if !strings.Contains(out, h0.IP+"/") || !strings.Contains(out, "temp="+h0.Temp) || !strings.Contains(out, "mounted file") {
+		t.Fatalf("goray exec did not run on the head %s:\n%s", h0.IP, out)
+	}
+	if out, err := cli.run(30*time.Second, "exec", cfg, "exit 7"); err == nil || !strings.Contains(err.Error(), "exit status 7") {
+		t.Fatalf("goray exec of a failing command: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(cli.stdout(30*time.Second, "get-head-ip", cfg)); got != h0.IP {
+		t.Fatalf("get-head-ip = %q, want %s", got, h0.IP)
+	}
+	if got := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); strings.Join(got, " ") != h1.IP+" "+h2.IP {
+		t.Fatalf("get-worker-ips = %q, want %s %s", got, h1.IP, h2.IP)
+	}
+
+	// attach: an interactive shell on the head, driven through stdin.
+	attach := exec.Command(bin, "attach", cfg)
+	attach.Env = cli.env
+	attach.Stdin = strings.NewReader("echo attached-$((40+2)) on $(hostname -I)\nexit\n")
+	if b, err := attach.CombinedOutput(); err != nil || !strings.Contains(string(b), "attached-42 on "+h0.IP) {
+		t.Fatalf("goray attach: %v\n%s", err, b)
+	}
+
+	// submit: the wordcount example runs on the head against the cluster.
+	wc := filepath.Join(dir, "wordcount")
+	if err := testcluster.Build(wc, "github.com/goray/goray/examples/wordcount"); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "text")
+	os.MkdirAll(text, 0o755)
+	for i := 0; i < 8; i++ {
+		os.WriteFile(filepath.Join(text, fmt.Sprintf("f%d.txt", i)), []byte(strings.Repeat("alpha beta beta gamma gamma gamma\n", 500)), 0o644)
+	}
+	out = cli.must(3*time.Minute, "submit", cfg, wc, "--", "--batch-bytes=20000", text)
+	for _, want := range []string{"12000 gamma", "8000 beta", "4000 alpha"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("wordcount on the cluster: want %q in\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, " tasks"); n < 2 {
+		t.Errorf("wordcount's tasks ran on %d node(s); want the workers too:\n%s", n, out)
+	}
+
+	// rsync-up then rsync-down round-trips a directory, by rsync and by SFTP.
+	src := filepath.Join(dir, "tree")
+	writeTree(t, src)
+	for _, mode := range []string{"rsync", "sftp"} {
+		back := filepath.Join(dir, "back-"+mode)
+		env := cli.env
+		cli.env = append(env, "GORAY_LAUNCHER_SYNC="+mode)
+		cli.must(time.Minute, "rsync-up", cfg, src, "~/tree-"+mode)
+		cli.must(time.Minute, "rsync-down", cfg, "~/tree-"+mode, back)
+		cli.env = env
+		sameTree(t, src, back)
+		if _, err := os.Stat(filepath.Join(h0.Home, "tree-"+mode, "sub/b.bin")); err != nil {
+			t.Fatalf("%s: the tree is not in the head's home: %v", mode, err)
+		}
+	}
+
+	// monitor shows the autoscaler's log.
+	mctx, mcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	mon := exec.CommandContext(mctx, bin, "monitor", cfg, "--lines", "20")
+	mon.Env = cli.env
+	mout, _ := mon.CombinedOutput()
+	mcancel()
+	if !strings.Contains(string(mout), "launching nodes") && !strings.Contains(string(mout), "updater") {
+		t.Errorf("goray monitor did not show the autoscaler log:\n%s", mout)
+	}
+
+	// up --no-restart on an up-to-date cluster changes nothing.
+	pid := headPID(t, cli, cfg)
+	out = cli.must(2*time.Minute, "up", "-y", "--no-restart", cfg)
+	if !strings.Contains(out, "already up to date") {
+		t.Errorf("goray up --no-restart did not find the cluster up to date:\n%s", out)
+	}
+	if again := headPID(t, cli, cfg); again != pid || pid == "" {
+		t.Fatalf("goray up --no-restart restarted the head: pid %s, then %s", pid, again)
+	}
+	if b, _ := os.ReadFile(filepath.Join(h0.Home, "setup.log")); string(b) != "setup\n" {
+		t.Fatalf("setup ran again on the head: %q", b)
+	}
+	if status, _ = cli.run(30*time.Second, "exec", cfg, "goray status"); healthyNodes(status) != 3 {
+		t.Fatalf("after goray up --no-restart:\n%s", status)
+	}
+
+	// down: nothing of the cluster runs on any host.
+	start = time.Now()
+	out = cli.must(3*time.Minute, "down", "-y", cfg)
+	t.Logf("goray down: %.1fs\n%s", time.Since(start).Seconds(), out)
+	testcluster.Eventually(t, 30*time.Second, "no process left on the hosts", func() bool {
+		for _, h := range hosts.Hosts {
+			if len(h.PIDs()) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := cli.run(30*time.Second, "exec", cfg, "true"); err == nil {
+		t.Fatal("goray exec after goray down found a head")
+	}
+}
+
+// Failure paths of goray up with the local provider: each stops with a
+// message naming the host and the step, and down still cleans up.
+func TestLauncherLocalProviderFailures(t *testing.T) {
+	bin := testcluster.GorayBinary(t)
+	hosts := hosttest.Start(t, 2, filepath.Dir(bin))
+	cli := newLauncherCLI(t)
+	cli.env = append(cli.env, "GORAY_LAUNCHER_SSH_TIMEOUT_S=3")
+	dir := t.TempDir()
+	badKey := filepath.Join(dir, "not-authorized")
+	if _, err := hosttest.WriteKey(badKey); err != nil {
+		t.Fatal(err)
+	}
+	h0, h1 := hosts.Hosts[0], hosts.Hosts[1]
+	unreachable := hosts.Subnet + ".200"
+	cases := []struct {
+		name, head, key, setup string
+		want                   []string
+	}{
+		{"unreachable host", unreachable, hosts.Key, "true", []string{unreachable, "waiting-for-ssh"}},
+		{"failing setup command", h0.IP, hosts.Key, "echo boom-output; exit 3", []string{h0.IP, "setup_commands", "echo boom-output; exit 3", "exit status 3", "boom-output"}},
+		{"bad key", h0.IP, badKey, "true", []string{h0.IP, "waiting-for-ssh", "unable to authenticate"}},
+	}
+	for i, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			cfg := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+			os.WriteFile(cfg, []byte(fmt.Sprintf(`cluster_name: e2e-fail-%d-%d
+provider: {type: local, head_ip: %s, worker_ips: [%s]}
+auth: {ssh_user: root, ssh_private_key: %s}
+setup_commands: [%q]
+`, i, os.Getpid(), tc.head, h1.IP, tc.key, tc.setup)), 0o644)
+			out, err := cli.run(2*time.Minute, "up", "-y", cfg)
+			t.Logf("goray up:\n%s", out)
+			if err == nil {
+				t.Fatalf("goray up succeeded:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("goray up's message lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "start_ray_commands:") {
+				t.Errorf("start commands ran after the failure:\n%s", out)
+			}
+			out, err = cli.run(2*time.Minute, "down", "-y", cfg)
+			t.Logf("goray down:\n%s", out)
+			if err != nil {
+				t.Fatalf("goray down after a failed up: %v", err)
+			}
+			for _, h := range hosts.Hosts {
+				if ps := h.PIDs(); len(ps) > 0 {
+					t.Fatalf("host %s still runs %v", h.IP, ps)
+				}
+			}
+			if tc.key == hosts.Key && tc.head == h0.IP {
+				b, _ := os.ReadFile(filepath.Join(h0.Temp, "cluster-"+fmt.Sprintf("e2e-fail-%d-%d", i, os.Getpid())+".state"))
+				if !strings.Contains(string(b), `"terminated"`) {
+					t.Errorf("the head's state file after down: %s", b)
+				}
+			}
+		})
+	}
+}
