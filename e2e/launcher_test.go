@@ -396,3 +396,84 @@ setup_commands: [%q]
 		})
 	}
 }
+
+// The docker provider: goray up makes the head a container of the
+// cluster (commands through docker exec), its autoscaler launches the
+// worker container, files round-trip through the Engine API, and down
+// leaves no container or network of the cluster.
+func TestLauncherDockerProvider(t *testing.T) {
+	image := testcluster.DockerImage(t)
+	cli := newLauncherCLI(t)
+	cluster := fmt.Sprintf("e2e-up-docker-%d", os.Getpid())
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cluster.yaml")
+	os.WriteFile(cfg, []byte(`cluster_name: `+cluster+`
+max_workers: 1
+provider:
+  type: docker
+  image: `+image+`
+head_node_type: head
+available_node_types:
+  head:
+    resources: {CPU: 1}
+    node_config: {}
+  worker:
+    resources: {CPU: 2, memory: 536870912, object_store_memory: 67108864}
+    node_config: {}
+    min_workers: 1
+setup_commands:
+  - echo setup >> ~/setup.log
+head_start_ray_commands:
+  - goray stop
+  - AUTOSCALER_UPDATE_INTERVAL_S=1 goray start --head --port=6379 --autoscaling-config=~/goray_bootstrap_config.yaml
+`), 0o644)
+	leftovers := func() string {
+		out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=ray-cluster-name="+cluster, "--format", "{{.Names}}").Output()
+		nets, _ := exec.Command("docker", "network", "ls", "--filter", "label=ray-cluster-name="+cluster, "--format", "{{.Name}}").Output()
+		return strings.TrimSpace(string(out) + string(nets))
+	}
+	t.Cleanup(func() {
+		cli.run(2*time.Minute, "down", "-y", cfg)
+		if l := leftovers(); l != "" {
+			exec.Command("docker", "rm", "-f", l).Run()
+		}
+	})
+
+	start := time.Now()
+	out := cli.must(3*time.Minute, "up", "-y", cfg)
+	t.Logf("goray up: %.1fs\n%s", time.Since(start).Seconds(), out)
+	var status string
+	testcluster.Eventually(t, 2*time.Minute, "2 healthy nodes in goray status", func() bool {
+		status, _ = cli.run(30*time.Second, "exec", cfg, "goray status")
+		return healthyNodes(status) == 2
+	})
+	head := strings.TrimSpace(cli.stdout(30*time.Second, "exec", cfg, "hostname"))
+	if !strings.HasPrefix(head, "goray-"+cluster+"-head-") {
+		t.Fatalf("goray exec ran in %q, not the head container", head)
+	}
+	headIP := strings.TrimSpace(cli.stdout(30*time.Second, "get-head-ip", cfg))
+	if workers := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); len(workers) != 1 || workers[0] == headIP {
+		t.Fatalf("get-worker-ips = %v (head %s)", workers, headIP)
+	}
+	src := filepath.Join(dir, "tree")
+	writeTree(t, src)
+	back := filepath.Join(dir, "back")
+	cli.must(time.Minute, "rsync-up", cfg, src, "~/tree")
+	cli.must(time.Minute, "rsync-down", cfg, "~/tree", back)
+	sameTree(t, src, back)
+
+	out = cli.must(2*time.Minute, "up", "-y", "--no-restart", cfg)
+	if !strings.Contains(out, "already up to date") {
+		t.Errorf("goray up --no-restart did not find the head up to date:\n%s", out)
+	}
+	if n := strings.Count(cli.stdout(30*time.Second, "exec", cfg, "cat ~/setup.log"), "setup"); n != 1 {
+		t.Errorf("setup ran %d times", n)
+	}
+
+	start = time.Now()
+	out = cli.must(3*time.Minute, "down", "-y", cfg)
+	t.Logf("goray down: %.1fs\n%s", time.Since(start).Seconds(), out)
+	if l := leftovers(); l != "" {
+		t.Fatalf("after goray down the cluster still has: %s", l)
+	}
+}
