@@ -2,12 +2,12 @@ package goray
 
 import (
 	"context"
+	"fmt"
 	"io"
 	gort "runtime"
 	"time"
 
 	"github.com/goray/goray/internal/client"
-	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/core"
 )
 
@@ -174,15 +174,35 @@ func (b clientBackend) submitActorTask(actorID, method string, args []callArg) *
 }
 
 func (b clientBackend) put(ctx context.Context, size int, write func(io.WriterAt) error, contained []core.Ref) (*refHandle, error) {
-	data := make([]byte, size)
-	if err := write(codec.Buffer(data)); err != nil {
+	var parts partWriter
+	if err := write(&parts); err != nil {
 		return nil, err
 	}
-	r, err := b.c.Put(ctx, data, contained)
+	if parts.size != int64(size) {
+		return nil, fmt.Errorf("goray: put of %d bytes wrote %d", size, parts.size)
+	}
+	r, err := b.c.Put(ctx, parts.parts, contained)
 	if err != nil {
 		return nil, err
 	}
 	return b.handle(r), nil
+}
+
+// partWriter collects the sequential writes of an encoding without
+// copying them: codec.Sized hands over slices it does not reuse (the
+// value's own []byte, or a fresh encoding).
+type partWriter struct {
+	parts [][]byte
+	size  int64
+}
+
+func (w *partWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off != w.size {
+		return 0, fmt.Errorf("goray: encoding wrote at %d, expected %d", off, w.size)
+	}
+	w.parts = append(w.parts, p)
+	w.size += int64(len(p))
+	return len(p), nil
 }
 
 func (b clientBackend) get(ctx context.Context, h *refHandle) (core.Result, error) {

@@ -522,21 +522,38 @@ func (c *Conn) SubmitActorTask(actorID, method string, args []Arg) *RemoteRef {
 	return c.submit(&clientpb.Submit{Function: method, ActorId: actorID, Args: toArgs(args)})
 }
 
-// Put stores an encoded value, sent in chunks (the first carries the
-// size and the refs inside the value).
-func (c *Conn) Put(ctx context.Context, data []byte, contained []core.Ref) (*RemoteRef, error) {
+// Put stores an encoded value given as consecutive parts, sent in chunks
+// that alias the parts (the first chunk carries the size and the refs
+// inside the value). The parts must not change until Put returns: the
+// server answers once it has every chunk, so none is sent again later.
+func (c *Conn) Put(ctx context.Context, parts [][]byte, contained []core.Ref) (*RemoteRef, error) {
 	req, n := c.nextReq.Add(1), c.nextN.Add(1)
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
 	var msgs []*clientpb.Msg
-	for off := 0; ; off += chunk {
-		end := min(off+chunk, len(data))
-		p := &clientpb.Put{Req: req, N: n, Size: int64(len(data)), Data: data[off:end], Last: end == len(data)}
-		if off == 0 {
+	add := func(data []byte, last bool) {
+		p := &clientpb.Put{Req: req, N: n, Size: int64(size), Data: data, Last: last}
+		if len(msgs) == 0 {
 			p.Contained = toRefs(contained)
 		}
 		msgs = append(msgs, &clientpb.Msg{Body: &clientpb.Msg_Put{Put: p}})
-		if p.Last {
-			break
+	}
+	for i, part := range parts {
+		lastPart := i == len(parts)-1
+		for off := 0; ; off += chunk {
+			end := min(off+chunk, len(part))
+			if end > off || lastPart {
+				add(part[off:end], lastPart && end == len(part))
+			}
+			if end == len(part) {
+				break
+			}
 		}
+	}
+	if len(msgs) == 0 {
+		add(nil, true)
 	}
 	cl, err := c.do(ctx, req, msgs...)
 	if err != nil {
