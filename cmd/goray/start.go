@@ -77,6 +77,9 @@ func startCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := overrideResources(f, res); err != nil {
+				return err
+			}
 			lbl, err := raylet.ParseLabels(labels)
 			if err != nil {
 				return err
