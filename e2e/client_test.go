@@ -61,8 +61,18 @@ func connectClientAt(t *testing.T, c *testcluster.Cluster, addr string, opts ...
 
 func TestClientAPI(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Workers: 1, HeadCPUs: 2, WorkerCPUs: 2})
-	connectClient(t, c, goray.Namespace("clientns"))
+	var logs syncBuffer
+	connectClient(t, c, goray.Namespace("clientns"), goray.LogOutput(&logs))
 	ctx := context.Background()
+
+	// Worker output comes back to the client.
+	node := getT(t, announce.Remote(goray.Val("clientlog"), goray.Val(time.Duration(0))))
+	testcluster.Eventually(t, 20*time.Second, "the task's output at the client", func() bool {
+		return strings.Contains(logs.String(), "started clientlog on "+node)
+	})
+	if goray.NodeID() != c.Head.Info.NodeID {
+		t.Errorf("NodeID() = %q, want the head's %q (the session runs there)", goray.NodeID(), c.Head.Info.NodeID)
+	}
 
 	// Tasks, ref arguments, refs inside values both ways.
 	if got := getT(t, sum.Remote(goray.Val(2), goray.Val(3))); got != 5 {
