@@ -477,3 +477,60 @@ head_start_ray_commands:
 		t.Fatalf("after goray down the cluster still has: %s", l)
 	}
 }
+
+// processesWithEnv lists the processes whose environment holds kv.
+func processesWithEnv(kv string) []string {
+	var out []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		env, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err != nil {
+			continue
+		}
+		for _, e := range strings.Split(string(env), "\x00") {
+			if e == kv {
+				cmd, _ := os.ReadFile(filepath.Join(d, "cmdline"))
+				out = append(out, filepath.Base(d)+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// The process provider: the head is this machine (commands in a local
+// shell, the default head start command), its provider starts the worker
+// processes, and down leaves none of them.
+func TestLauncherProcessProvider(t *testing.T) {
+	cli := newLauncherCLI(t)
+	cli.env = append(cli.env, "PATH="+filepath.Dir(cli.bin)+":"+os.Getenv("PATH"), "AUTOSCALER_UPDATE_INTERVAL_S=0.5")
+	var temp string
+	for _, e := range cli.env {
+		if strings.HasPrefix(e, "GORAY_TEMP=") {
+			temp = e
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	os.WriteFile(cfg, []byte(`cluster_name: e2e-up-process
+max_workers: 1
+provider: {type: process}
+head_node_type: head
+available_node_types:
+  head: {node_config: {}, resources: {CPU: 0}}
+  worker: {node_config: {}, resources: {CPU: 1, memory: 268435456, object_store_memory: 67108864}, min_workers: 1}
+`), 0o644)
+	t.Cleanup(func() { cli.run(time.Minute, "down", "-y", cfg) })
+	out := cli.must(2*time.Minute, "up", "-y", cfg)
+	if !strings.Contains(out, "goray start --head --port=6379 --autoscaling-config=~/goray_bootstrap_config.yaml") {
+		t.Errorf("goray up did not run the default head start command:\n%s", out)
+	}
+	testcluster.Eventually(t, time.Minute, "2 healthy nodes", func() bool {
+		s, _ := cli.run(30*time.Second, "exec", cfg, "goray status")
+		return healthyNodes(s) == 2
+	})
+	if ips := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); len(ips) != 1 {
+		t.Fatalf("get-worker-ips: %v", ips)
+	}
+	cli.must(time.Minute, "down", "-y", cfg)
+	testcluster.Eventually(t, 30*time.Second, "no process of the cluster", func() bool { return len(processesWithEnv(temp)) == 0 })
+}
