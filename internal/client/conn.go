@@ -78,6 +78,7 @@ type Conn struct {
 	binHash                             string
 
 	nextN, nextReq atomic.Uint64
+	dispatchMu     sync.Mutex // one stream at a time dispatches
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -295,8 +296,12 @@ func (c *Conn) connect(ctx context.Context) error {
 		return ErrSessionLost
 	}
 	c.SessionID, c.JobID, c.Namespace, c.NodeID = w.SessionId, w.JobId, w.Namespace, w.NodeId
+	old := c.stopConn
 	c.stopConn = stop
 	c.mu.Unlock()
+	if old != nil {
+		old() // the previous stream, if it still lingers
+	}
 	gen := c.link.attach(st, w.Received)
 	go c.read(st, gen)
 	return nil
@@ -312,9 +317,11 @@ func (c *Conn) read(st clientpb.RayClient_SessionClient, gen int) {
 			c.reconnect()
 			return
 		}
+		c.dispatchMu.Lock()
 		for _, m := range c.link.receive(f) {
 			c.dispatch(m)
 		}
+		c.dispatchMu.Unlock()
 	}
 }
 

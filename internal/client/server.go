@@ -217,9 +217,13 @@ func (s *Server) Session(st clientpb.RayClient_SessionServer) error {
 			ss.detach(gen)
 			return nil
 		}
+		// One stream at a time applies messages: a half-open old stream
+		// may still deliver while the client's new one does.
+		ss.handleMu.Lock()
 		for _, m := range ss.link.receive(f) {
 			ss.handle(m)
 		}
+		ss.handleMu.Unlock()
 	}
 }
 
@@ -301,6 +305,7 @@ type session struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	endOnce   sync.Once
+	handleMu  sync.Mutex // held while a stream's messages are applied
 
 	// mu guards the fields below. refs are the session's ref numbers, each
 	// holding one local reference of cw; puts are values being received.
