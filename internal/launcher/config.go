@@ -90,6 +90,10 @@ func checkLauncher(c *clusterconfig.Config) error {
 	default:
 		return fmt.Errorf("provider.type %q: goray up supports local, docker and process", c.Provider.Type)
 	}
+	if c.Docker.ContainerName != "" {
+		return fmt.Errorf("docker.container_name %q: goray up does not run setup inside a container on the hosts yet; "+
+			"remove the docker section (with provider.type docker every node already is a container)", c.Docker.ContainerName)
+	}
 	for remote, l := range c.FileMounts {
 		if _, err := os.Stat(runner.HomePath(l, homeDir())); err != nil {
 			return fmt.Errorf("file_mounts: %s -> %s: %w", l, remote, err)

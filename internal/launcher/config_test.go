@@ -83,9 +83,10 @@ func TestLauncherChecksBeforeTouchingAnything(t *testing.T) {
 		"no key": {"provider: {type: local, head_ip: 10.0.0.1}\nauth: {ssh_user: u}\n", "auth.ssh_private_key is required"},
 		"coordinator": {"provider: {type: local, coordinator_address: 'h:1'}\nauth: {ssh_user: u, ssh_private_key: x}\n",
 			"coordinator"},
-		"kuberay":     {"provider: {type: kuberay}\n", "goray up supports local, docker and process"},
-		"file mount":  {"provider: {type: process}\nfile_mounts: {~/x: " + filepath.Join(dir, "missing") + "}\n", "file_mounts"},
-		"unknown key": {"provider: {type: process}\nsetup_comands: []\n", "setup_comands"},
+		"kuberay":        {"provider: {type: kuberay}\n", "goray up supports local, docker and process"},
+		"file mount":     {"provider: {type: process}\nfile_mounts: {~/x: " + filepath.Join(dir, "missing") + "}\n", "file_mounts"},
+		"docker section": {"provider: {type: process}\ndocker: {image: goray:latest, container_name: ray_container}\n", "docker.container_name"},
+		"unknown key":    {"provider: {type: process}\nsetup_comands: []\n", "setup_comands"},
 	} {
 		_, _, err := LoadConfig(writeConfig(t, tc.yaml), Overrides{}, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
