@@ -382,11 +382,14 @@ setup_commands: [%q]
 			if err != nil {
 				t.Fatalf("goray down after a failed up: %v", err)
 			}
-			for _, h := range hosts.Hosts {
-				if ps := h.PIDs(); len(ps) > 0 {
-					t.Fatalf("host %s still runs %v", h.IP, ps)
+			var left []string
+			testcluster.Eventually(t, 10*time.Second, "no process left on the hosts", func() bool {
+				left = nil
+				for _, h := range hosts.Hosts {
+					left = append(left, h.PIDs()...)
 				}
-			}
+				return len(left) == 0
+			})
 			if tc.key == hosts.Key && tc.head == h0.IP {
 				b, _ := os.ReadFile(filepath.Join(h0.Temp, "cluster-"+fmt.Sprintf("e2e-fail-%d-%d", i, os.Getpid())+".state"))
 				if !strings.Contains(string(b), `"terminated"`) {

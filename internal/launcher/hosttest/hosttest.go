@@ -243,7 +243,8 @@ func (h *Host) PIDs() []string {
 		}
 		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		line := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
-		if strings.HasPrefix(line, "sshd") || strings.Contains(line, "/usr/sbin/sshd") {
+		if line == "" || strings.HasPrefix(line, "sshd") || strings.Contains(line, "/usr/sbin/sshd") {
+			// exiting processes (an SSH session closing) and sshd itself
 			continue
 		}
 		ps = append(ps, fmt.Sprintf("%d %s", pid, line))
