@@ -181,6 +181,18 @@ func TestClientAPI(t *testing.T) {
 	if !strings.Contains(out, goray.JobID()) {
 		t.Fatalf("job %s not listed:\n%s", goray.JobID(), out)
 	}
+	// Shutdown ends the session: its job finishes on the cluster.
+	job := goray.JobID()
+	goray.Shutdown()
+	js, err := c.GCS().GetAllJobs(ctx, &rpcpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range js.Jobs {
+		if j.JobId == job && !j.IsDead {
+			t.Fatalf("job %s still running after Shutdown", job)
+		}
+	}
 }
 
 func actorState(t *testing.T, c *testcluster.Cluster, id string) string {
