@@ -14,8 +14,10 @@ import (
 // name to amount, memory in bytes), ignoring current usage, like Ray's
 // ray.autoscaler.sdk.request_resources(bundles=...). Each call replaces the
 // previous request; no bundles clears it. Nodes the request needs are not
-// terminated as idle. It returns an error for negative or non-finite
-// amounts, or when the driver is not connected.
+// terminated as idle; a bundle no node type can hold launches nothing and
+// shows as infeasible in `goray status`. It returns an error for empty
+// bundles, negative or non-finite amounts, more than 10,000 bundles, or
+// when the driver is not connected.
 func RequestResources(bundles ...map[string]float64) error {
 	r, err := current()
 	if err != nil {
@@ -40,5 +42,9 @@ func kvRequest(namespace, key string, value []byte) *rpcpb.KVRequest {
 // RequestCPUs is RequestResources with n bundles of {"CPU": 1}, Ray's
 // request_resources(num_cpus=n).
 func RequestCPUs(n int) error {
-	return RequestResources(request.CPUs(n)...)
+	b, err := request.CPUs(n)
+	if err != nil {
+		return err
+	}
+	return RequestResources(b...)
 }

@@ -25,16 +25,16 @@ func requestResourcesCmd() *cobra.Command {
 			if f.Changed("num-cpus") && f.Changed("bundles") {
 				return errors.New("--num-cpus and --bundles exclude each other")
 			}
-			if cpus < 0 {
-				return fmt.Errorf("--num-cpus %d must not be negative", cpus)
-			}
-			var bundles []map[string]float64
+			var (
+				bundles []map[string]float64
+				err     error
+			)
 			if bundlesJSON != "" {
 				if err := json.Unmarshal([]byte(bundlesJSON), &bundles); err != nil {
 					return fmt.Errorf(`--bundles: want a JSON list of resource maps such as '[{"CPU": 2}, {"GPU": 1}]': %v`, err)
 				}
-			} else {
-				bundles = request.CPUs(cpus)
+			} else if bundles, err = request.CPUs(cpus); err != nil {
+				return err
 			}
 			b, err := request.Encode(bundles)
 			if err != nil {

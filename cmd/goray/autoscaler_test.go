@@ -25,6 +25,9 @@ available_node_types:
 		{"unknown key", base + "  w: {resources: {CPU: 1}, node_config: {}, max_worker: 2}\n", `unknown key "max_worker"`},
 		{"wrong type", strings.Replace(base, "max_workers: 2", "max_workers: three", 1), "max_workers"},
 		{"unknown provider", strings.Replace(base, "type: process", "type: openstack", 1), "openstack"},
+		{"provider without an autoscaler here", strings.Replace(base, "type: process", "type: kuberay", 1), `provider.type "kuberay"`},
+		{"unknown process node_config key", base + "  w: {resources: {CPU: 1}, node_config: {image: x}}\n", `available_node_types.w.node_config: unknown key "image"`},
+		{"bad docker node_config", strings.Replace(base, "type: process", "type: docker", 1) + "  w: {resources: {CPU: 1}, node_config: {shm_size: lots}}\n", `node type "w": node_config shm_size`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,7 +45,17 @@ available_node_types:
 	if out, err := c.run("start", "--address=127.0.0.1:1", "--autoscaling-config=x.yaml"); err == nil || !strings.Contains(out, "--head") {
 		t.Fatalf("--autoscaling-config on a worker node: %v %q", err, out)
 	}
-	if out, err := c.run("request-resources", "--bundles", `[{"CPU": -1}]`); err == nil || !strings.Contains(out, "non-negative") {
-		t.Fatalf("a negative bundle: %v %q", err, out)
+	if out, err := c.run("start", "--head", "--autoscaling-config="); err == nil || !strings.Contains(out, "empty path") {
+		t.Fatalf("an empty --autoscaling-config: %v %q", err, out)
+	}
+	for _, bad := range [][]string{
+		{"--bundles", `[{"CPU": -1}]`, "non-negative"},
+		{"--bundles", `[{}]`, "bundle 0 is empty"},
+		{"--num-cpus", "99999999", "between 0 and 10000"},
+		{"--num-cpus", "-5", "between 0 and 10000"},
+	} {
+		if out, err := c.run("request-resources", bad[0], bad[1]); err == nil || !strings.Contains(out, bad[2]) {
+			t.Errorf("request-resources %s %s: %v %q, want %q", bad[0], bad[1], err, out, bad[2])
+		}
 	}
 }

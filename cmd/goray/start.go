@@ -85,6 +85,9 @@ func startCmd() *cobra.Command {
 				return err
 			}
 			var scaling *clusterconfig.Config
+			if f.Changed("autoscaling-config") && autoscalingConfig == "" {
+				return errors.New("--autoscaling-config: empty path; give the cluster YAML file")
+			}
 			if autoscalingConfig != "" {
 				if !head {
 					return errors.New("--autoscaling-config is for the head (--head): its autoscaler launches the other nodes")
@@ -96,6 +99,9 @@ func startCmd() *cobra.Command {
 				}
 				if scaling, err = clusterconfig.Load(autoscalingConfig); err != nil {
 					return err
+				}
+				if err := registry.Validate(scaling); err != nil {
+					return fmt.Errorf("%s: %w", autoscalingConfig, err)
 				}
 				headTypeDefaults(f, scaling, res, &lbl)
 				if nodeIP == "" && block {

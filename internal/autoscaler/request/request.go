@@ -23,12 +23,23 @@ type Bundle struct {
 	LabelSelector map[string]string  `json:"label_selector,omitempty"`
 }
 
-// Encode validates bundles (non-negative, finite amounts; no empty
-// resource names) and returns the stored form. No bundles clears the
-// request.
+// MaxBundles caps one request, as Ray caps the demand vector the
+// autoscaler considers (AUTOSCALER_MAX_RESOURCE_DEMAND_VECTOR_SIZE is 1000;
+// requests are bundles, so a little more room).
+const MaxBundles = 10000
+
+// Encode validates bundles (at most MaxBundles, none empty, non-negative
+// finite amounts, no empty resource names) and returns the stored form.
+// No bundles clears the request.
 func Encode(bundles []map[string]float64) ([]byte, error) {
+	if len(bundles) > MaxBundles {
+		return nil, fmt.Errorf("request_resources: %d bundles; at most %d", len(bundles), MaxBundles)
+	}
 	out := make([]Bundle, 0, len(bundles))
 	for i, b := range bundles {
+		if len(b) == 0 {
+			return nil, fmt.Errorf("request_resources: bundle %d is empty", i)
+		}
 		for k, v := range b {
 			if k == "" {
 				return nil, fmt.Errorf("request_resources: bundle %d has an empty resource name", i)
@@ -51,11 +62,15 @@ func Decode(b []byte) ([]Bundle, error) {
 	return out, nil
 }
 
-// CPUs is Ray's num_cpus=N shorthand: N bundles of {"CPU": 1}.
-func CPUs(n int) []map[string]float64 {
+// CPUs is Ray's num_cpus=N shorthand: N bundles of {"CPU": 1}, for
+// 0 <= n <= MaxBundles.
+func CPUs(n int) ([]map[string]float64, error) {
+	if n < 0 || n > MaxBundles {
+		return nil, fmt.Errorf("request_resources: num_cpus %d must be between 0 and %d", n, MaxBundles)
+	}
 	out := make([]map[string]float64, n)
 	for i := range out {
 		out[i] = map[string]float64{"CPU": 1}
 	}
-	return out
+	return out, nil
 }

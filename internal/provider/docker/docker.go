@@ -303,6 +303,13 @@ type nodeSpec struct {
 	memory int64
 }
 
+// CheckNodeConfig reports a node type's node_config this provider cannot
+// run (unknown keys, bad sizes or env), before anything starts.
+func CheckNodeConfig(nodeType string, nc map[string]any, resources map[string]float64) error {
+	_, err := parseNodeConfig(nodeType, nc, DefaultImage, resources)
+	return err
+}
+
 func parseNodeConfig(nodeType string, nc map[string]any, defImage string, resources map[string]float64) (nodeSpec, error) {
 	s := nodeSpec{image: defImage, env: map[string]string{}}
 	keys := make([]string, 0, len(nc))

@@ -103,22 +103,33 @@ func (p *Provider) NonTerminatedNodes(ctx context.Context, filters map[string]st
 	return out, nil
 }
 
-// allowedNodeConfig are the node_config keys this provider reads.
-var allowedNodeConfig = map[string]bool{"env": true}
-
-func (p *Provider) CreateNodes(ctx context.Context, req provider.CreateRequest) error {
-	env := []string{}
-	for k, v := range req.NodeConfig {
-		if !allowedNodeConfig[k] {
-			return fmt.Errorf("process provider: node type %q: node_config key %q is not known (have: env)", req.NodeType, k)
+// NodeEnv checks a node type's node_config (only "env", a map of strings,
+// is known) and returns its environment entries.
+func NodeEnv(nodeType string, nc map[string]any) ([]string, error) {
+	var env []string
+	for k, v := range nc {
+		if k != "env" {
+			return nil, fmt.Errorf("process provider: available_node_types.%s.node_config: unknown key %q (known: env)", nodeType, k)
 		}
 		m, ok := v.(map[string]any)
 		if !ok {
-			return fmt.Errorf("process provider: node type %q: node_config.env must be a map of strings", req.NodeType)
+			return nil, fmt.Errorf("process provider: available_node_types.%s.node_config.env: want a map of strings, got %T", nodeType, v)
 		}
 		for ek, ev := range m {
+			if ek == "" || strings.Contains(ek, "=") {
+				return nil, fmt.Errorf("process provider: available_node_types.%s.node_config.env: bad variable name %q", nodeType, ek)
+			}
 			env = append(env, fmt.Sprintf("%s=%v", ek, ev))
 		}
+	}
+	sort.Strings(env)
+	return env, nil
+}
+
+func (p *Provider) CreateNodes(ctx context.Context, req provider.CreateRequest) error {
+	env, err := NodeEnv(req.NodeType, req.NodeConfig)
+	if err != nil {
+		return err
 	}
 	kind := req.Tags[provider.TagNodeKind]
 	if kind == "" {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/goray/goray/internal/clusterconfig"
@@ -16,6 +17,40 @@ import (
 	"github.com/goray/goray/internal/provider/docker"
 	"github.com/goray/goray/internal/provider/process"
 )
+
+// Validate reports what the head's autoscaler cannot run in a config that
+// clusterconfig accepted: a provider type it has no provider for, and
+// node_config entries the provider does not know. `goray start --head
+// --autoscaling-config` calls it before anything starts.
+func Validate(c *clusterconfig.Config) error {
+	for _, name := range sortedTypes(c) {
+		t := c.AvailableNodeTypes[name]
+		var err error
+		switch c.Provider.Type {
+		case "process":
+			_, err = process.NodeEnv(name, t.NodeConfig)
+		case "docker":
+			err = docker.CheckNodeConfig(name, t.NodeConfig, t.Resources)
+		case "local":
+			return nil // node_config is free-form for SSH hosts
+		default:
+			return fmt.Errorf("provider.type %q: the head's autoscaler has no such node provider (have: process, docker, local)", c.Provider.Type)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedTypes(c *clusterconfig.Config) []string {
+	names := make([]string, 0, len(c.AvailableNodeTypes))
+	for n := range c.AvailableNodeTypes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
 
 // New builds the provider c.Provider.Type names, for nodes that join the
 // cluster at params.GCSAddress.
