@@ -456,8 +456,12 @@ func (c *Conn) do(ctx context.Context, req uint64, msgs ...*clientpb.Msg) (*call
 	}
 	c.calls[req] = cl
 	c.mu.Unlock()
-	for _, m := range msgs {
-		c.link.send(m)
+	for i, m := range msgs {
+		if i < len(msgs)-1 {
+			c.link.queue(m)
+		} else {
+			c.link.sendNow(m) // sends the queue from here: the caller waits anyway
+		}
 	}
 	select {
 	case <-cl.done:

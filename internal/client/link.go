@@ -31,8 +31,10 @@ const (
 )
 
 // link is one direction's reliable delivery over a succession of streams.
-// mu guards every field; only the writer goroutine calls Send.
+// mu guards the fields below it; Send is called with sendMu held (gRPC
+// allows one sender at a time), by the writer goroutine or by sendNow.
 type link struct {
+	sendMu  sync.Mutex
 	mu      sync.Mutex
 	base    uint64          // seq of unacked[0]
 	unacked []*clientpb.Msg // sent or queued, not acknowledged by the peer
@@ -55,13 +57,28 @@ func newLink() *link {
 // send queues m; it goes out now if a stream is attached, else after the
 // next attach.
 func (l *link) send(m *clientpb.Msg) {
+	l.queue(m)
+	l.poke()
+}
+
+func (l *link) queue(m *clientpb.Msg) {
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.closed {
+		l.unacked = append(l.unacked, m)
+	}
+	l.mu.Unlock()
+}
+
+// sendNow queues m and sends what is queued from the calling goroutine
+// unless a send is under way (then the writer sends it): for messages
+// whose sender waits for the answer, it saves a goroutine hop.
+func (l *link) sendNow(m *clientpb.Msg) {
+	l.queue(m)
+	if l.sendMu.TryLock() {
+		l.flush()
+		l.sendMu.Unlock()
 		return
 	}
-	l.unacked = append(l.unacked, m)
-	l.mu.Unlock()
 	l.poke()
 }
 
@@ -164,8 +181,8 @@ func msgSize(m *clientpb.Msg) int {
 	return 64
 }
 
-// write is the link's only sender: it batches queued messages into
-// frames and acknowledges received ones.
+// write is the link's sender in the background: it batches queued
+// messages into frames and acknowledges received ones.
 func (l *link) write() {
 	tick := time.NewTicker(ackEvery)
 	defer tick.Stop()
@@ -176,31 +193,39 @@ func (l *link) write() {
 		case <-l.done:
 			return
 		}
-		for {
-			l.mu.Lock()
-			st, gen := l.st, l.gen
-			if st == nil || l.closed {
-				l.mu.Unlock()
-				break
-			}
-			end, size := l.sent, 0
-			for end < len(l.unacked) && end-l.sent < frameMsgs && size < frameBytes {
-				size += msgSize(l.unacked[end])
-				end++
-			}
-			if end == l.sent && l.recvd == l.ackSent {
-				l.mu.Unlock()
-				break
-			}
-			// A copy: ackTo clears acknowledged entries while Send encodes.
-			msgs := append([]*clientpb.Msg(nil), l.unacked[l.sent:end]...)
-			f := &clientpb.Frame{Seq: l.base + uint64(l.sent), Ack: l.recvd, Msgs: msgs}
-			l.sent, l.ackSent = end, l.recvd
+		l.sendMu.Lock()
+		l.flush()
+		l.sendMu.Unlock()
+	}
+}
+
+// flush sends everything queued, and an ack if one is due. Caller holds
+// sendMu.
+func (l *link) flush() {
+	for {
+		l.mu.Lock()
+		st, gen := l.st, l.gen
+		if st == nil || l.closed {
 			l.mu.Unlock()
-			if err := st.Send(f); err != nil {
-				l.detach(gen) // the stream's reader sees the error too
-				break
-			}
+			return
+		}
+		end, size := l.sent, 0
+		for end < len(l.unacked) && end-l.sent < frameMsgs && size < frameBytes {
+			size += msgSize(l.unacked[end])
+			end++
+		}
+		if end == l.sent && l.recvd == l.ackSent {
+			l.mu.Unlock()
+			return
+		}
+		// A copy: ackTo clears acknowledged entries while Send encodes.
+		msgs := append([]*clientpb.Msg(nil), l.unacked[l.sent:end]...)
+		f := &clientpb.Frame{Seq: l.base + uint64(l.sent), Ack: l.recvd, Msgs: msgs}
+		l.sent, l.ackSent = end, l.recvd
+		l.mu.Unlock()
+		if err := st.Send(f); err != nil {
+			l.detach(gen) // the stream's reader sees the error too
+			return
 		}
 	}
 }

@@ -382,8 +382,9 @@ func (ss *session) end(reason string) {
 	})
 }
 
+// reply answers a request (from its goroutine: it sends at once).
 func (ss *session) reply(d *clientpb.Done) {
-	ss.link.send(&clientpb.Msg{Body: &clientpb.Msg_Done{Done: d}})
+	ss.link.sendNow(&clientpb.Msg{Body: &clientpb.Msg_Done{Done: d}})
 }
 
 func (ss *session) fail(req uint64, err error) {
@@ -651,11 +652,13 @@ func (ss *session) sendData(req uint64, data []byte, appErr bool) {
 	size := int64(len(data))
 	for off := 0; ; off += chunk {
 		end := min(off+chunk, len(data))
-		ss.link.send(&clientpb.Msg{Body: &clientpb.Msg_Data{Data: &clientpb.Data{
+		m := &clientpb.Msg{Body: &clientpb.Msg_Data{Data: &clientpb.Data{
 			Req: req, Size: size, Data: append([]byte(nil), data[off:end]...), AppError: appErr, Last: end == len(data),
-		}}})
+		}}}
 		if end == len(data) {
+			ss.link.sendNow(m)
 			return
 		}
+		ss.link.queue(m)
 	}
 }
