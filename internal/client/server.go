@@ -603,7 +603,11 @@ func (ss *session) put(p *clientpb.Put) {
 	}
 	ss.mu.Unlock()
 	if ok {
-		ch <- p.Data
+		select {
+		case ch <- p.Data:
+		case <-ss.ctx.Done(): // the session ended while the put was stalled
+			return
+		}
 		if p.Last {
 			close(ch)
 		}
@@ -621,12 +625,30 @@ func (ss *session) put(p *clientpb.Put) {
 	contained := fromRefs(p.Contained)
 	ss.request(p.Req, 0, func(ctx context.Context) {
 		defer func() {
-			for range ch { // a put that failed early still takes its chunks
+			for { // a put that failed early still takes its chunks
+				select {
+				case _, more := <-ch:
+					if !more {
+						return
+					}
+				case <-ss.ctx.Done():
+					return
+				}
 			}
 		}()
 		ref, err := ss.cw.PutEncoded(ctx, p.Size, func(w io.WriterAt) error {
 			var off int64
-			for data := range ch {
+			for {
+				var data []byte
+				var more bool
+				select {
+				case data, more = <-ch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if !more {
+					break
+				}
 				if _, err := w.WriteAt(data, off); err != nil {
 					return err
 				}
