@@ -534,6 +534,22 @@ available_node_types:
 	if ips := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); len(ips) != 1 {
 		t.Fatalf("get-worker-ips: %v", ips)
 	}
+	// --restart-only restarts goray without setup.
+	out = cli.must(2*time.Minute, "up", "-y", "--restart-only", cfg)
+	if strings.Contains(out, "syncing-files") || !strings.Contains(out, "start_ray_commands") {
+		t.Errorf("goray up --restart-only:\n%s", out)
+	}
+	// A changed head node_config (launch-config hash) relaunches the head.
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "head: {node_config: {}", "head: {node_config: {env: {X: y}}", 1)), 0o644)
+	out = cli.must(2*time.Minute, "up", "-y", cfg)
+	if !strings.Contains(out, "is outdated") || !strings.Contains(out, "Creating the head node") {
+		t.Errorf("goray up after a node_config change did not relaunch the head:\n%s", out)
+	}
+	testcluster.Eventually(t, time.Minute, "2 healthy nodes after the relaunch", func() bool {
+		s, _ := cli.run(30*time.Second, "exec", cfg, "goray status")
+		return healthyNodes(s) == 2
+	})
 	cli.must(time.Minute, "down", "-y", cfg)
 	testcluster.Eventually(t, 30*time.Second, "no process of the cluster", func() bool { return len(processesWithEnv(temp)) == 0 })
 }

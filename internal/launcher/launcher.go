@@ -574,7 +574,7 @@ func (cl *Cluster) stopGoray(ctx context.Context, n provider.Node) {
 func (cl *Cluster) stopAndTerminate(ctx context.Context, nodes []provider.Node) error {
 	var ids []string
 	for _, n := range nodes {
-		if cl.Config.Provider.Type == "local" {
+		if cl.Config.Provider.Type != "docker" {
 			cl.stopGoray(ctx, n)
 		}
 		ids = append(ids, n.ID)
