@@ -150,6 +150,9 @@ func TestAutoscalerProcessProviderScalesUpAndDown(t *testing.T) {
 	if !strings.Contains(st, "Healthy:\n 1 head\n") || !strings.Contains(st, " 0.0/0.0 CPU\n") {
 		t.Errorf("status after scale-down should show only the head:\n%s", st)
 	}
+	if !strings.Contains(st, "Recent failures:\n (no failures)\n") {
+		t.Errorf("nodes scaled down on purpose are not failures:\n%s", st)
+	}
 }
 
 func TestAutoscalerKeepsMinWorkers(t *testing.T) {
@@ -202,6 +205,29 @@ func TestAutoscalerKeepsMinWorkers(t *testing.T) {
 	})
 	testcluster.Eventually(t, 10*time.Second, "the death in Recent failures", func() bool {
 		st, _ = c.Goray("status")
-		return strings.Contains(st, "Recent failures:\n") && strings.Contains(st, first.InstanceId)
+		return strings.Contains(st, "Recent failures:\n worker: NodeTerminated ("+first.InstanceId)
+	})
+
+	// request_resources: two more 2-CPU bundles than the one node holds
+	// launch two nodes; a bundle no type can hold is reported; clearing the
+	// request lets the extra nodes go idle and leave.
+	if _, err := c.Goray("request-resources", "--bundles", `[{"CPU": 2}, {"CPU": 2}, {"CPU": 2}, {"GPU": 1}]`); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "three nodes for the request", func() bool {
+		alive, _ := workerNodes(t, gcs)
+		return len(alive) == 3
+	})
+	testcluster.Eventually(t, 10*time.Second, "the request in goray status", func() bool {
+		st, _ = c.Goray("status")
+		return strings.Contains(st, " {'CPU': 2.0}: 3+ from request_resources()\n") &&
+			strings.Contains(st, " {'GPU': 1.0}: 1+ from request_resources() (infeasible")
+	})
+	if _, err := c.Goray("request-resources"); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "back to min_workers", func() bool {
+		alive, _ := workerNodes(t, gcs)
+		return len(alive) == 1
 	})
 }

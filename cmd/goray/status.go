@@ -108,12 +108,15 @@ func statusOf(view *rpcpb.ClusterView) autoscaler.Status {
 	st := autoscaler.Status{Time: time.Now()}
 	for _, n := range view.Nodes {
 		alive := n.Node.State == rpcpb.NodeState_ALIVE
+		if !alive && n.Node.DeathExpected {
+			continue // stopped or scaled down on purpose: not a failure
+		}
 		typ := n.Node.NodeType
 		if typ == "" {
 			typ = "node_" + n.Node.NodeId // as Ray names nodes no autoscaler launched
 		}
 		st.Nodes = append(st.Nodes, autoscaler.StatusNode{
-			ID: n.Node.NodeId, Type: typ, IP: n.Node.NodeIp, Alive: alive, Reason: n.Node.DeathReason,
+			ID: n.Node.NodeId, Type: typ, IP: n.Node.NodeIp, InstanceID: n.Node.InstanceId, Alive: alive, Reason: n.Node.DeathReason,
 			Total: n.Node.Total, Available: n.Available,
 		})
 		for _, d := range n.Demands {

@@ -58,6 +58,7 @@ type Options struct {
 // Failure is one entry of "Recent failures".
 type Failure struct {
 	Time     time.Time `json:"time"`
+	NodeID   string    `json:"node_id,omitempty"` // the provider's id
 	NodeType string    `json:"node_type"`
 	Kind     string    `json:"kind"` // LaunchFailed, NodeTerminated, ProviderError
 	Detail   string    `json:"detail"`
@@ -77,8 +78,18 @@ type Report struct {
 	Pending    []PendingNode `json:"pending"`
 	Failures   []Failure     `json:"failures"`
 	Infeasible []Demand      `json:"infeasible"`
+	// Extra is demand no raylet reports (job entrypoints waiting).
+	Extra []Demand `json:"extra,omitempty"`
+	// Requests are the request_resources bundles in force.
+	Requests []RequestDemand `json:"requests,omitempty"`
 	// Launching counts nodes the last plan asked for, per type.
 	Launching map[string]int `json:"launching,omitempty"`
+}
+
+// RequestDemand is a request_resources shape, Count times.
+type RequestDemand struct {
+	Demand
+	Infeasible bool `json:"infeasible,omitempty"`
 }
 
 // Autoscaler is the running reconciler.
@@ -208,15 +219,17 @@ func (a *Autoscaler) run(ctx context.Context) {
 	}
 }
 
-func (a *Autoscaler) fail(typ, kind, detail string) {
-	a.log.Warn("autoscaler failure", "type", typ, "kind", kind, "detail", detail)
+func (a *Autoscaler) fail(typ, kind, detail string) { a.failNode("", typ, kind, detail) }
+
+func (a *Autoscaler) failNode(id, typ, kind, detail string) {
+	a.log.Warn("autoscaler failure", "node", id, "type", typ, "kind", kind, "detail", detail)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n := len(a.failures); n > 0 && a.failures[n-1].Detail == detail && a.failures[n-1].Kind == kind {
 		a.failures[n-1].Time = time.Now()
 		return
 	}
-	a.failures = append(a.failures, Failure{Time: time.Now(), NodeType: typ, Kind: kind, Detail: detail})
+	a.failures = append(a.failures, Failure{Time: time.Now(), NodeID: id, NodeType: typ, Kind: kind, Detail: detail})
 	if len(a.failures) > maxFailures {
 		a.failures = a.failures[len(a.failures)-maxFailures:]
 	}
@@ -231,15 +244,17 @@ func (a *Autoscaler) round(ctx context.Context) {
 	// Providers that know why a node went away say so; for the others a
 	// node missing from the listing is reported.
 	reporter, reports := pv.(provider.FailureReporter)
+	var exited []provider.Failure
 	if reports {
-		for _, f := range reporter.Failures() {
-			a.fail("", "NodeTerminated", f)
+		exited = reporter.Failures()
+		for _, f := range exited {
+			a.failNode(f.NodeID, f.NodeType, "NodeTerminated", f.Detail)
 		}
 	}
 	pnodes, err := pv.NonTerminatedNodes(rctx, map[string]string{provider.TagNodeKind: provider.KindWorker})
 	if err != nil {
 		a.fail("", "ProviderError", "list nodes: "+err.Error())
-		a.publish(rctx, nil, nil)
+		a.publish(rctx, Report{})
 		return
 	}
 	view, err := a.opts.GCS.GetClusterView(rctx, &rpcpb.Empty{})
@@ -269,6 +284,14 @@ func (a *Autoscaler) round(ctx context.Context) {
 		}
 	}
 
+	// A node whose process or container the provider saw exit is dead now;
+	// the GCS need not wait for its health checks to fail.
+	for _, f := range exited {
+		if g := byInstance[f.NodeID]; g != nil && g.Node.State == rpcpb.NodeState_ALIVE {
+			a.opts.GCS.UnregisterNode(rctx, &rpcpb.UnregisterNodeRequest{NodeId: g.Node.NodeId, Reason: f.Detail, Failed: true})
+		}
+	}
+
 	now := time.Now()
 	var dead []string
 	var pending []PendingNode
@@ -292,13 +315,15 @@ func (a *Autoscaler) round(ctx context.Context) {
 		case g != nil:
 			dead = append(dead, p.ID)
 			a.mu.Unlock()
-			a.fail(typ, "NodeTerminated", fmt.Sprintf("node %s (ip %s) died: %s", p.ID, g.Node.NodeIp, g.Node.DeathReason))
+			if !g.Node.DeathExpected {
+				a.failNode(p.ID, typ, "NodeTerminated", fmt.Sprintf("died (ip %s): %s", g.Node.NodeIp, g.Node.DeathReason))
+			}
 			a.mu.Lock()
 			continue
 		case now.Sub(a.firstSeen[p.ID]) > a.opts.StartTimeout:
 			dead = append(dead, p.ID)
 			a.mu.Unlock()
-			a.fail(typ, "LaunchFailed", fmt.Sprintf("node %s did not join the cluster within %s", p.ID, a.opts.StartTimeout))
+			a.failNode(p.ID, typ, "LaunchFailed", fmt.Sprintf("did not join the cluster within %s", a.opts.StartTimeout))
 			a.mu.Lock()
 			continue
 		default:
@@ -311,7 +336,7 @@ func (a *Autoscaler) round(ctx context.Context) {
 	}
 	for id, typ := range a.known {
 		if _, ok := seen[id]; !ok && !a.ours[id] && !reports {
-			a.failures = append(a.failures, Failure{Time: now, NodeType: typ, Kind: "NodeTerminated", Detail: fmt.Sprintf("node %s disappeared from the provider", id)})
+			a.failures = append(a.failures, Failure{Time: now, NodeID: id, NodeType: typ, Kind: "NodeTerminated", Detail: "disappeared from the provider"})
 		}
 	}
 	for id := range a.firstSeen {
@@ -323,11 +348,14 @@ func (a *Autoscaler) round(ctx context.Context) {
 	a.known = seen
 	a.mu.Unlock()
 
+	var extra []scheduler.Resources
 	if a.opts.ExtraDemands != nil {
 		for _, d := range a.opts.ExtraDemands() {
-			snap.Demands = append(snap.Demands, Demand{Shape: d, Count: 1})
+			extra = append(extra, d)
 		}
 	}
+	extraDemands := countShapes(extra)
+	snap.Demands = append(snap.Demands, extraDemands...)
 	snap.Requests = a.requests(rctx)
 	plan := Decide(snap)
 
@@ -349,7 +377,15 @@ func (a *Autoscaler) round(ctx context.Context) {
 	for _, typ := range sortedKeys(plan.Launch) {
 		a.launch(rctx, typ, plan.Launch[typ])
 	}
-	a.publish(rctx, pending, &plan)
+	infeasibleReq := map[string]bool{}
+	for _, d := range plan.InfeasibleRequests {
+		infeasibleReq[d.Shape.Key()] = true
+	}
+	var reqs []RequestDemand
+	for _, d := range countShapes(snap.Requests) {
+		reqs = append(reqs, RequestDemand{Demand: d, Infeasible: infeasibleReq[d.Shape.Key()]})
+	}
+	a.publish(rctx, Report{Pending: pending, Infeasible: plan.Infeasible, Launching: plan.Launch, Extra: extraDemands, Requests: reqs})
 }
 
 // launch creates count nodes of a type in batches, backing off per type
@@ -412,13 +448,10 @@ func (a *Autoscaler) requests(ctx context.Context) []scheduler.Resources {
 	return out
 }
 
-func (a *Autoscaler) publish(ctx context.Context, pending []PendingNode, plan *Plan) {
+func (a *Autoscaler) publish(ctx context.Context, rep Report) {
 	a.mu.Lock()
-	rep := Report{Time: time.Now(), Pending: pending, Failures: append([]Failure{}, a.failures...)}
-	if plan != nil {
-		rep.Infeasible = plan.Infeasible
-		rep.Launching = plan.Launch
-	}
+	rep.Time = time.Now()
+	rep.Failures = append([]Failure{}, a.failures...)
 	a.report = rep
 	a.mu.Unlock()
 	sort.Slice(rep.Pending, func(i, j int) bool { return rep.Pending[i].ID < rep.Pending[j].ID })

@@ -74,6 +74,8 @@ type Plan struct {
 	Launch     map[string]int // node type → nodes to launch now
 	Terminate  []Termination
 	Infeasible []Demand // shapes no node and no launchable node type can ever fit
+	// InfeasibleRequests are request_resources bundles of such shapes.
+	InfeasibleRequests []Demand
 }
 
 // Decide turns a snapshot into a plan. It follows Ray's v1 autoscaler:
@@ -192,7 +194,8 @@ func Decide(s Snapshot) Plan {
 
 	// 2. request_resources: fit against total capacity, ignoring usage.
 	residual := binPack(total, s.Requests)
-	nodesFor(cfg, perType, &workers, residual, func(typ string) { add(typ, bypass) })
+	residual = nodesFor(cfg, perType, &workers, residual, func(typ string) { add(typ, bypass) })
+	plan.InfeasibleRequests = countShapes(filterShapes(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) }))
 
 	// 3. pending demands against what is free now.
 	var shapes []scheduler.Resources
@@ -205,23 +208,8 @@ func Decide(s Snapshot) Plan {
 		}
 	}
 	residual = binPack(avail, shapes)
-	var feasible []scheduler.Resources
-	infeasible := map[string]*Demand{}
-	for _, sh := range residual {
-		if canEverFit(cfg, s.Nodes, sh) {
-			feasible = append(feasible, sh)
-			continue
-		}
-		d := infeasible[sh.Key()]
-		if d == nil {
-			d = &Demand{Shape: sh}
-			infeasible[sh.Key()] = d
-		}
-		d.Count++
-	}
-	for _, k := range sortedKeys(infeasible) {
-		plan.Infeasible = append(plan.Infeasible, *infeasible[k])
-	}
+	feasible := filterShapes(residual, func(sh scheduler.Resources) bool { return canEverFit(cfg, s.Nodes, sh) })
+	plan.Infeasible = countShapes(filterShapes(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) }))
 	forDemand := map[string]int{}
 	nodesFor(cfg, perType, &workers, feasible, func(typ string) { add(typ, forDemand) })
 
@@ -239,6 +227,34 @@ func Decide(s Snapshot) Plan {
 		}
 	}
 	return plan
+}
+
+func filterShapes(shapes []scheduler.Resources, keep func(scheduler.Resources) bool) []scheduler.Resources {
+	var out []scheduler.Resources
+	for _, sh := range shapes {
+		if keep(sh) {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// countShapes merges equal shapes into demands, sorted by shape.
+func countShapes(shapes []scheduler.Resources) []Demand {
+	byKey := map[string]*Demand{}
+	for _, sh := range shapes {
+		d := byKey[sh.Key()]
+		if d == nil {
+			d = &Demand{Shape: sh}
+			byKey[sh.Key()] = d
+		}
+		d.Count++
+	}
+	var out []Demand
+	for _, k := range sortedKeys(byKey) {
+		out = append(out, *byKey[k])
+	}
+	return out
 }
 
 // requestedNodes bin-packs request_resources bundles onto node totals,

@@ -13,6 +13,7 @@ import (
 // resource names to amounts (memory resources in bytes).
 type StatusNode struct {
 	ID, Type, IP string
+	InstanceID   string // the node provider's id
 	Alive        bool
 	Reason       string // why a dead node died
 	Total        map[string]float64
@@ -35,6 +36,11 @@ type Status struct {
 	Pending  []string
 	Failures []string
 	Demands  []StatusDemand
+	// Requests are request_resources bundles, shown as Ray does.
+	Requests []StatusDemand
+	// reported holds provider ids the autoscaler's failures name, so a
+	// dead node is not listed twice.
+	reported map[string]bool
 }
 
 // AddReport adds what the autoscaler published: its pending nodes, in
@@ -53,15 +59,29 @@ func (s *Status) AddReport(r Report) {
 	for _, typ := range sortedKeys(launching) {
 		s.Pending = append(s.Pending, fmt.Sprintf(" %s, %d launching", typ, launching[typ]))
 	}
+	if s.reported == nil {
+		s.reported = map[string]bool{}
+	}
 	for _, f := range r.Failures {
 		typ := f.NodeType
 		if typ == "" {
 			typ = "autoscaler"
 		}
-		s.Failures = append(s.Failures, fmt.Sprintf(" %s: %s (%s) - %s", typ, f.Kind, f.Time.Local().Format("15:04:05"), f.Detail))
+		when := f.Time.Local().Format("15:04:05")
+		if f.NodeID != "" {
+			s.reported[f.NodeID] = true
+			when = f.NodeID + ", " + when
+		}
+		s.Failures = append(s.Failures, fmt.Sprintf(" %s: %s (%s) - %s", typ, f.Kind, when, f.Detail))
+	}
+	for _, d := range r.Extra {
+		s.Demands = append(s.Demands, StatusDemand{Shape: d.Shape, Count: int64(d.Count)})
 	}
 	for _, d := range r.Infeasible {
 		s.Demands = append(s.Demands, StatusDemand{Shape: d.Shape, Count: 0, Infeasible: true})
+	}
+	for _, d := range r.Requests {
+		s.Requests = append(s.Requests, StatusDemand{Shape: d.Shape, Count: int64(d.Count), Infeasible: d.Infeasible})
 	}
 }
 
@@ -83,6 +103,9 @@ func FormatStatus(s Status) string {
 	total, avail := map[string]float64{}, map[string]float64{}
 	for _, n := range s.Nodes {
 		if !n.Alive {
+			if s.reported[n.InstanceID] && n.InstanceID != "" {
+				continue // the autoscaler's entry says more
+			}
 			line := fmt.Sprintf(" %s: NodeTerminated (ip: %s)", n.Type, n.IP)
 			if n.Reason != "" {
 				line += " - " + n.Reason
@@ -123,6 +146,19 @@ func FormatStatus(s Status) string {
 		infeasible[pyDict(d.Shape)] = infeasible[pyDict(d.Shape)] || d.Infeasible
 	}
 	var demands []string
+	reqCounts := map[string]int64{}
+	reqInfeasible := map[string]bool{}
+	for _, d := range s.Requests {
+		reqCounts[pyDict(d.Shape)] += d.Count
+		reqInfeasible[pyDict(d.Shape)] = reqInfeasible[pyDict(d.Shape)] || d.Infeasible
+	}
+	for _, shape := range sortedKeys(reqCounts) {
+		line := fmt.Sprintf(" %s: %d+ from request_resources()", shape, reqCounts[shape])
+		if reqInfeasible[shape] {
+			line += " (infeasible: no node type can ever fit it)"
+		}
+		demands = append(demands, line)
+	}
 	for _, shape := range sortedKeys(counts) {
 		if counts[shape] == 0 {
 			continue // only the autoscaler's note; no raylet reports it waiting now

@@ -113,6 +113,9 @@ Demands:
 					Pending:    []PendingNode{{ID: "a", NodeType: "worker"}, {ID: "b", NodeType: "worker"}, {ID: "c", NodeType: "gpu", IP: "10.0.0.7"}},
 					Failures:   []Failure{{Time: statusTime, NodeType: "gpu", Kind: "LaunchFailed", Detail: "quota exceeded"}},
 					Infeasible: []Demand{{Shape: map[string]float64{"GPU": 999}, Count: 1}},
+					Extra:      []Demand{{Shape: map[string]float64{"CPU": 1}, Count: 2}},
+					Requests: []RequestDemand{{Demand: Demand{Shape: map[string]float64{"CPU": 2}, Count: 3}},
+						{Demand: Demand{Shape: map[string]float64{"TPU": 1}, Count: 1}, Infeasible: true}},
 				})
 				st.Demands = append(st.Demands, StatusDemand{Shape: map[string]float64{"GPU": 999}, Count: 1})
 				return st
@@ -134,6 +137,9 @@ Resources
 Usage:
  0.0/0.0 CPU
 Demands:
+ {'CPU': 2.0}: 3+ from request_resources()
+ {'TPU': 1.0}: 1+ from request_resources() (infeasible: no node type can ever fit it)
+ {'CPU': 1.0}: 2+ pending tasks/actors
  {'GPU': 999.0}: 1+ pending tasks/actors (infeasible: no node type can ever fit it)`,
 		},
 		{

@@ -293,7 +293,7 @@ func (s *Server) RegisterNode(ctx context.Context, info *rpcpb.NodeInfo) (*rpcpb
 }
 
 func (s *Server) UnregisterNode(ctx context.Context, req *rpcpb.UnregisterNodeRequest) (*rpcpb.Empty, error) {
-	if !s.markDead(req.NodeId, req.Reason) {
+	if !s.markDead(req.NodeId, req.Reason, !req.Failed) {
 		return nil, status.Errorf(codes.NotFound, "gcs: unknown node %s", req.NodeId)
 	}
 	return &rpcpb.Empty{}, nil
@@ -301,7 +301,7 @@ func (s *Server) UnregisterNode(ctx context.Context, req *rpcpb.UnregisterNodeRe
 
 // markDead moves a node to DEAD and takes its resources out of the cluster
 // view in the same step. It reports whether the node was known.
-func (s *Server) markDead(nodeID, reason string) bool {
+func (s *Server) markDead(nodeID, reason string, expected bool) bool {
 	s.mu.Lock()
 	e, ok := s.nodes[nodeID]
 	if !ok {
@@ -318,6 +318,7 @@ func (s *Server) markDead(nodeID, reason string) bool {
 	info := proto.Clone(e.info).(*rpcpb.NodeInfo)
 	info.State = rpcpb.NodeState_DEAD
 	info.DeathReason = reason
+	info.DeathExpected = expected
 	info.EndTimeMs = nowMs()
 	e.info = info
 	e.available = map[string]float64{}
@@ -339,7 +340,7 @@ func (s *Server) startHealthCheck(e *nodeEntry) {
 	go func() {
 		conn, err := grpc.NewClient(addr, append(auth.DialOptions(s.cfg.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
-			s.markDead(nodeID, fmt.Sprintf("bad raylet address %q: %v", addr, err))
+			s.markDead(nodeID, fmt.Sprintf("bad raylet address %q: %v", addr, err), false)
 			return
 		}
 		defer conn.Close()
@@ -365,7 +366,7 @@ func (s *Server) startHealthCheck(e *nodeEntry) {
 			}
 			failures++
 			if failures >= s.cfg.FailureThreshold {
-				s.markDead(nodeID, fmt.Sprintf("health check failed %d times in a row (period %s): %v", failures, s.cfg.HealthCheckPeriod, status.Convert(err).Message()))
+				s.markDead(nodeID, fmt.Sprintf("health check failed %d times in a row (period %s): %v", failures, s.cfg.HealthCheckPeriod, status.Convert(err).Message()), false)
 				return
 			}
 		}

@@ -89,11 +89,21 @@ type NodeProvider interface {
 	Close() error
 }
 
+// Failure is why a node went away on its own.
+type Failure struct {
+	NodeID, NodeType string
+	Detail           string // e.g. the exit status and the end of its log
+}
+
+func (f Failure) String() string {
+	return fmt.Sprintf("node %s (%s): %s", f.NodeID, f.NodeType, f.Detail)
+}
+
 // FailureReporter is implemented by providers that see why a node went
-// away on its own (a process or container that exited, with its log tail).
-// Failures returns each such event once, oldest first.
+// away on its own (a process or container that exited, a setup that
+// failed). Failures returns each such event once, oldest first.
 type FailureReporter interface {
-	Failures() []string
+	Failures() []Failure
 }
 
 // Cleaner is implemented by providers that create cluster-wide resources

@@ -282,8 +282,9 @@ type NodeInfo struct {
 	Version       string                 `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
 	NodeName      string                 `protobuf:"bytes,13,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	SessionDir    string                 `protobuf:"bytes,14,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,15,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"` // the node provider's id for it (RAY_CLOUD_INSTANCE_ID); "" when started by hand
-	NodeType      string                 `protobuf:"bytes,16,opt,name=node_type,json=nodeType,proto3" json:"node_type,omitempty"`       // its available_node_types key (RAY_NODE_TYPE_NAME)
+	InstanceId    string                 `protobuf:"bytes,15,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`           // the node provider's id for it (RAY_CLOUD_INSTANCE_ID); "" when started by hand
+	NodeType      string                 `protobuf:"bytes,16,opt,name=node_type,json=nodeType,proto3" json:"node_type,omitempty"`                 // its available_node_types key (RAY_NODE_TYPE_NAME)
+	DeathExpected bool                   `protobuf:"varint,17,opt,name=death_expected,json=deathExpected,proto3" json:"death_expected,omitempty"` // it left on purpose (stopped, scaled down), not a failure
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +431,13 @@ func (x *NodeInfo) GetNodeType() string {
 	return ""
 }
 
+func (x *NodeInfo) GetDeathExpected() bool {
+	if x != nil {
+		return x.DeathExpected
+	}
+	return false
+}
+
 type RegisterNodeReply struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	HealthCheckPeriodMs int64                  `protobuf:"varint,1,opt,name=health_check_period_ms,json=healthCheckPeriodMs,proto3" json:"health_check_period_ms,omitempty"`
@@ -478,6 +486,7 @@ type UnregisterNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Failed        bool                   `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"` // an observer saw the node fail (its process exited): an unexpected death
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +533,13 @@ func (x *UnregisterNodeRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *UnregisterNodeRequest) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
 }
 
 type NodeList struct {
@@ -3658,7 +3674,7 @@ var File_goray_proto protoreflect.FileDescriptor
 const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"\vgoray.proto\x12\tgoray.rpc\"\a\n" +
-	"\x05Empty\"\xae\x05\n" +
+	"\x05Empty\"\xd5\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\anode_ip\x18\x02 \x01(\tR\x06nodeIp\x12%\n" +
@@ -3678,7 +3694,8 @@ const file_goray_proto_rawDesc = "" +
 	"sessionDir\x12\x1f\n" +
 	"\vinstance_id\x18\x0f \x01(\tR\n" +
 	"instanceId\x12\x1b\n" +
-	"\tnode_type\x18\x10 \x01(\tR\bnodeType\x1a8\n" +
+	"\tnode_type\x18\x10 \x01(\tR\bnodeType\x12%\n" +
+	"\x0edeath_expected\x18\x11 \x01(\bR\rdeathExpected\x1a8\n" +
 	"\n" +
 	"TotalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3687,10 +3704,11 @@ const file_goray_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"H\n" +
 	"\x11RegisterNodeReply\x123\n" +
-	"\x16health_check_period_ms\x18\x01 \x01(\x03R\x13healthCheckPeriodMs\"H\n" +
+	"\x16health_check_period_ms\x18\x01 \x01(\x03R\x13healthCheckPeriodMs\"`\n" +
 	"\x15UnregisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"5\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\bR\x06failed\"5\n" +
 	"\bNodeList\x12)\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x13.goray.rpc.NodeInfoR\x05nodes\"\xbc\x01\n" +
 	"\x0eResourceDemand\x12:\n" +

@@ -113,7 +113,7 @@ type Provider struct {
 	// terminating holds the nodes TerminateNodes is stopping, whose exit
 	// is not a failure.
 	terminating map[string]bool
-	failures    []string
+	failures    []provider.Failure
 }
 
 var (
@@ -188,7 +188,7 @@ func (p *Provider) Network() string { return p.cfg.Network }
 // Failures returns, oldest first, why nodes exited since the last call:
 // one entry per exited container NonTerminatedNodes removed, with its exit
 // code and log tail (provider.FailureReporter).
-func (p *Provider) Failures() []string {
+func (p *Provider) Failures() []provider.Failure {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.failures
@@ -622,12 +622,12 @@ func (p *Provider) NonTerminatedNodes(ctx context.Context, tagFilters map[string
 
 // reap records why an exited container exited and removes it.
 func (p *Provider) reap(ctx context.Context, id string) {
-	msg := "node " + id
+	msg, nodeType := "", ""
 	if info, err := p.cli.ContainerInspect(ctx, id); err == nil && info.State != nil {
-		if info.Config != nil && info.Config.Labels[provider.TagUserNodeType] != "" {
-			msg += " (type " + info.Config.Labels[provider.TagUserNodeType] + ")"
+		if info.Config != nil {
+			nodeType = info.Config.Labels[provider.TagUserNodeType]
 		}
-		msg += " exited with code " + strconv.Itoa(info.State.ExitCode)
+		msg += "exited with code " + strconv.Itoa(info.State.ExitCode)
 		if info.State.OOMKilled {
 			msg += " (killed: out of memory)"
 		}
@@ -635,7 +635,7 @@ func (p *Provider) reap(ctx context.Context, id string) {
 			msg += ": " + info.State.Error
 		}
 	} else {
-		msg += " exited"
+		msg += "exited"
 	}
 	if rc, err := p.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(logTailLines)}); err == nil {
 		var buf bytes.Buffer
@@ -655,7 +655,7 @@ func (p *Provider) reap(ctx context.Context, id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.tags, id)
-	p.failures = append(p.failures, msg)
+	p.failures = append(p.failures, provider.Failure{NodeID: id, NodeType: nodeType, Detail: msg})
 	if len(p.failures) > maxFailures {
 		p.failures = p.failures[len(p.failures)-maxFailures:]
 	}

@@ -365,8 +365,8 @@ func TestDockerCluster(t *testing.T) {
 		return len(ns) == 0
 	})
 	f := bad.Failures()
-	if len(f) != 1 || !strings.Contains(f[0], "goray-"+cluster+"-bad-worker-") || !strings.Contains(f[0], "(type broken) exited with code 1") ||
-		!strings.Contains(f[0], "invalid token") {
+	if len(f) != 1 || !strings.HasPrefix(f[0].NodeID, "goray-"+cluster+"-bad-worker-") || f[0].NodeType != "broken" ||
+		!strings.Contains(f[0].Detail, "exited with code 1") || !strings.Contains(f[0].Detail, "invalid token") {
 		t.Errorf("failures of the broken node: %q", f)
 	} else {
 		t.Logf("reported: %s", f[0])

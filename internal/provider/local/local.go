@@ -209,7 +209,7 @@ type Provider struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	failures []string
+	failures []provider.Failure
 	setting  map[string]bool // workers whose Setup is running
 }
 
@@ -334,7 +334,7 @@ func (p *Provider) startSetup(ip, nodeType string, tags map[string]string) {
 		}
 		p.log.Warn("local provider: node setup failed", "node", ip, "err", err)
 		p.mu.Lock()
-		p.failures = append(p.failures, fmt.Sprintf("node %s (%s): setup failed: %v", ip, nodeType, err))
+		p.failures = append(p.failures, provider.Failure{NodeID: ip, NodeType: nodeType, Detail: fmt.Sprintf("setup failed: %v", err)})
 		if len(p.failures) > 20 {
 			p.failures = p.failures[len(p.failures)-20:]
 		}
@@ -344,7 +344,7 @@ func (p *Provider) startSetup(ip, nodeType string, tags map[string]string) {
 }
 
 // Failures returns, once, the workers whose setup failed.
-func (p *Provider) Failures() []string {
+func (p *Provider) Failures() []provider.Failure {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.failures

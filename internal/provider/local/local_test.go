@@ -106,7 +106,9 @@ func TestLocalProviderFailedSetupTerminatesTheNode(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	var failures []string
 	for {
-		failures = append(failures, p.Failures()...)
+		for _, f := range p.Failures() {
+			failures = append(failures, f.String())
+		}
 		ns, _ := p.NonTerminatedNodes(ctx, nil)
 		if len(failures) == 1 && strings.Contains(failures[0], "setup_commands failed") && len(ns) == 0 {
 			break

@@ -56,7 +56,7 @@ type Provider struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*proc
-	failures []string
+	failures []provider.Failure
 }
 
 // New returns a provider; it starts nothing.
@@ -186,7 +186,12 @@ func (p *Provider) wait(n *proc) {
 	if n.terminating {
 		return
 	}
-	p.failures = append(p.failures, fmt.Sprintf("node %s (%s) exited: %v: %s", n.id, n.nodeType, err, logTail(n.log, 5)))
+	detail := fmt.Sprintf("exited: %v", err)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() > 0 { // not killed by a signal: its log says why
+		detail += ": " + logTail(n.log, 5)
+	}
+	p.failures = append(p.failures, provider.Failure{NodeID: n.id, NodeType: n.nodeType, Detail: detail})
 	if len(p.failures) > 20 {
 		p.failures = p.failures[len(p.failures)-20:]
 	}
@@ -194,7 +199,7 @@ func (p *Provider) wait(n *proc) {
 
 // Failures returns, once, the nodes that exited on their own
 // (provider.FailureReporter).
-func (p *Provider) Failures() []string {
+func (p *Provider) Failures() []provider.Failure {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.failures
