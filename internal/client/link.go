@@ -44,6 +44,7 @@ type link struct {
 	st      frameSender     // current stream; nil while disconnected
 	gen     int             // bumped by each attach
 	closed  bool
+	ackDue  bool // a timer will wake the writer to acknowledge
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -138,6 +139,16 @@ func (l *link) receive(f *clientpb.Frame) []*clientpb.Msg {
 		l.recvd = seq
 		out = append(out, m)
 	}
+	if len(out) > 0 && !l.ackDue {
+		// Acknowledge soon, unless a frame going back carries it first.
+		l.ackDue = true
+		time.AfterFunc(ackEvery, func() {
+			l.mu.Lock()
+			l.ackDue = false
+			l.mu.Unlock()
+			l.poke()
+		})
+	}
 	return out
 }
 
@@ -184,12 +195,9 @@ func msgSize(m *clientpb.Msg) int {
 // write is the link's sender in the background: it batches queued
 // messages into frames and acknowledges received ones.
 func (l *link) write() {
-	tick := time.NewTicker(ackEvery)
-	defer tick.Stop()
 	for {
 		select {
 		case <-l.wake:
-		case <-tick.C:
 		case <-l.done:
 			return
 		}
