@@ -17,7 +17,8 @@ import (
 
 // The docker provider: the head on the host scales up containers with
 // their own addresses on the cluster's network, tasks run in them, idle
-// ones are removed, and once the head stops nothing of the cluster is left.
+// ones are removed, and once the head is gone and goray stop ran nothing
+// of the cluster is left.
 func TestAutoscalerDockerProvider(t *testing.T) {
 	image := testcluster.DockerImage(t)
 	cluster := fmt.Sprintf("e2e-docker-%d", os.Getpid())
@@ -91,21 +92,24 @@ available_node_types:
 		return len(alive) == 0 && len(containers(t, ctx, cluster)) == 0
 	})
 
-	// Scale up again, then stop the head with nodes running: it takes its
-	// containers and network with it.
+	// Scale up again, then kill the head with a node running: goray stop
+	// on its host still removes the cluster's containers and network.
 	getT(t, whereAmI.Remote(goray.Val(time.Duration(0))))
 	if len(containers(t, ctx, cluster)) != 1 {
 		t.Fatalf("want one container for the new task")
 	}
 	goray.Shutdown()
-	c.Stop()
+	c.Head.Kill()
+	if out, err := c.Goray("stop"); err != nil {
+		t.Fatalf("goray stop: %v\n%s", err, out)
+	}
 	if cs := containers(t, ctx, cluster); len(cs) != 0 {
-		t.Fatalf("containers left after the head stopped: %v", cs)
+		t.Fatalf("containers left after the head died and goray stop ran: %v", cs)
 	}
 	out, err := exec.Command("docker", "network", "ls", "-q", "--filter", "label=ray-cluster-name="+cluster).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "" {
 		mon, _ := os.ReadFile(filepath.Join(c.Head.Info.SessionDir, "logs", "monitor.log"))
-		t.Fatalf("the cluster's network is left after the head stopped (%v): %s\nmonitor.log:\n%s", err, out, mon)
+		t.Fatalf("the cluster's network is left after goray stop (%v): %s\nmonitor.log:\n%s", err, out, mon)
 	}
 }
 

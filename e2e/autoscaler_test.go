@@ -188,15 +188,7 @@ func TestAutoscalerKeepsMinWorkers(t *testing.T) {
 	}
 
 	// Killed, it is replaced.
-	b, err := os.ReadFile(filepath.Join(first.SessionDir, node.InfoFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info node.Info
-	if err := json.Unmarshal(b, &info); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(nodePID(t, first), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.Eventually(t, 30*time.Second, "a replacement node", func() bool {
@@ -230,4 +222,26 @@ func TestAutoscalerKeepsMinWorkers(t *testing.T) {
 		alive, _ := workerNodes(t, gcs)
 		return len(alive) == 1
 	})
+
+	// The head takes its process nodes with it when it stops.
+	alive, _ := workerNodes(t, gcs)
+	pid := nodePID(t, alive[0])
+	c.Stop()
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("worker node process %d outlived its head", pid)
+	}
+}
+
+// nodePID reads a node's process id from its session directory.
+func nodePID(t *testing.T, n *rpcpb.NodeInfo) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.SessionDir, node.InfoFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info node.Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
+	}
+	return info.PID
 }

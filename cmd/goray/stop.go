@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray/internal/node"
+	"github.com/goray/goray/internal/provider/registry"
 )
 
 type recorded struct {
@@ -107,6 +109,17 @@ func stopCmd() *cobra.Command {
 				os.Remove(n.path)
 				if n.info.Head {
 					os.Remove(filepath.Join(root, node.CurrentClusterFile))
+				}
+			}
+			// A head killed before it removed its containers leaves them.
+			for _, n := range nodes {
+				if n.info.Head && n.info.ProviderType != "" {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					err := registry.Cleanup(ctx, n.info.ProviderType, n.info.ClusterName)
+					cancel()
+					if err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "goray: cluster %s: %v\n", n.info.ClusterName, err)
+					}
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Stopped all %d goray processes.\n", len(live))

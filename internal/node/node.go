@@ -122,6 +122,12 @@ type Info struct {
 	ClientAddress    string             `json:"client_server_address,omitempty"`
 	SessionDir       string             `json:"session_dir"`
 	Resources        map[string]float64 `json:"resources"`
+	// ProviderType and ClusterName name the node provider of a head's
+	// autoscaler whose cluster-wide resources (a Docker network and
+	// containers) `goray stop` removes even if the head died without
+	// doing so; unset for a head that is itself a provider's node.
+	ProviderType string `json:"provider_type,omitempty"`
+	ClusterName  string `json:"cluster_name,omitempty"`
 }
 
 // Node is a running node.
@@ -370,6 +376,9 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 
+	if cfg.Head && cfg.Autoscaling != nil && cfg.InstanceID == "" {
+		n.Info.ProviderType, n.Info.ClusterName = cfg.Autoscaling.Provider.Type, cfg.Autoscaling.ClusterName
+	}
 	b, _ := json.MarshalIndent(n.Info, "", "  ")
 	if err := os.WriteFile(filepath.Join(session, InfoFile), b, 0o644); err != nil {
 		return nil, fmt.Errorf("node: write %s: %w", InfoFile, err)

@@ -80,6 +80,16 @@ func dockerConfig(c *clusterconfig.Config, params provider.Params, log *slog.Log
 		Subnet: c.Provider.Subnet, Params: params, Logger: log}
 }
 
+// Cleanup removes what a head's provider of this type made for the
+// cluster and may have left behind (for docker, the cluster's containers
+// and network); other providers have nothing to remove.
+func Cleanup(ctx context.Context, providerType, clusterName string) error {
+	if providerType == "docker" && clusterName != "" {
+		return docker.RemoveCluster(ctx, clusterName)
+	}
+	return nil
+}
+
 // HeadIP returns the address a head with this config should advertise when
 // --node-ip-address is not given: for the docker provider, the gateway of
 // the cluster's network (created here if needed), so the containers reach
