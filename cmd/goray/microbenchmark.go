@@ -62,6 +62,7 @@ func microbenchmarkCmd() *cobra.Command {
 		cpus     float64
 		filter   string
 		viaCli   bool
+		address  string
 	)
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
@@ -76,7 +77,7 @@ func microbenchmarkCmd() *cobra.Command {
 				if cmd.Flags().Changed("num-cpus") {
 					n = cpus
 				}
-				return runClientMicrobenchmarks(cmd.OutOrStdout(), n, trials, duration, filter)
+				return runClientMicrobenchmarks(cmd.OutOrStdout(), address, n, trials, duration, filter)
 			}
 			opts := []goray.InitOption{goray.NewLocalCluster(), goray.LogOutput(io.Discard)}
 			if cmd.Flags().Changed("num-cpus") {
@@ -94,6 +95,7 @@ func microbenchmarkCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&cpus, "num-cpus", 0, "CPUs of the local cluster (default: detected)")
 	cmd.Flags().StringVar(&filter, "filter", "", "run only the metrics whose name matches this regular expression")
 	cmd.Flags().BoolVar(&viaCli, "client", false, "run Ray's client__* set through a Ray Client session (goray://) with the local cluster's client server")
+	cmd.Flags().StringVar(&address, "address", "", "with --client: the client server of a running cluster (goray://HOST:PORT) instead of a local one")
 	return cmd
 }
 
@@ -278,9 +280,17 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 	return runSteps(out, steps, trials, duration, filter)
 }
 
-// runClientMicrobenchmarks starts a local cluster in this process and runs
-// Ray's client__* set through a Ray Client session with its client server.
-func runClientMicrobenchmarks(out io.Writer, cpus float64, trials int, duration time.Duration, filter string) error {
+// runClientMicrobenchmarks runs Ray's client__* set through a Ray Client
+// session with the client server at address, or with that of a local
+// cluster it starts in this process.
+func runClientMicrobenchmarks(out io.Writer, address string, cpus float64, trials int, duration time.Duration, filter string) error {
+	if address != "" {
+		if err := goray.Init(goray.Address(address), goray.LogOutput(io.Discard)); err != nil {
+			return err
+		}
+		defer goray.Shutdown()
+		return clientSteps(out, trials, duration, filter)
+	}
 	var token string
 	if !auth.Disabled() {
 		t, err := auth.Generate()
@@ -299,6 +309,10 @@ func runClientMicrobenchmarks(out io.Writer, cpus float64, trials int, duration 
 		return err
 	}
 	defer goray.Shutdown()
+	return clientSteps(out, trials, duration, filter)
+}
+
+func clientSteps(out io.Writer, trials int, duration time.Duration, filter string) error {
 	ctx := context.Background()
 	small, err := goray.Put(42)
 	if err != nil {
