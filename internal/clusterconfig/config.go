@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"net"
@@ -224,7 +225,18 @@ var yamlLine = regexp.MustCompile(`^line (\d+): `)
 // worker_default_node_type are checked and dropped.
 func Parse(data []byte) (*Config, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dc := yaml.NewDecoder(bytes.NewReader(data))
+	err := dc.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		err = nil // an empty file: refused below, naming what is missing
+	}
+	if err == nil {
+		var more yaml.Node
+		if dc.Decode(&more) == nil {
+			return nil, &Error{Line: more.Line, Msg: "more than one YAML document (---); a cluster config is one document"}
+		}
+	}
+	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		e := &Error{Msg: msg}
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -505,7 +517,7 @@ func (d *dec) count(n *yaml.Node, path string) (int, error) {
 			}
 		}
 	}
-	return 0, d.typeErr(n, path, "a non-negative integer")
+	return 0, d.typeErr(n, path, "a non-negative integer up to 2147483647")
 }
 
 // number decodes a finite number, integer or float, within [lo, hi].
@@ -1215,7 +1227,13 @@ func (c *Config) validateNodeTypes() error {
 		if !(nt.IdleTimeoutS >= 0) || math.IsInf(nt.IdleTimeoutS, 0) {
 			return verr(path+".idle_timeout_s", "%s.idle_timeout_s (%s): want a non-negative number", path, fmtNum(nt.IdleTimeoutS))
 		}
+		if name == c.HeadNodeType && (nt.MinWorkers > 0 || nt.MaxWorkers > 0) {
+			return verr(path+".max_workers", "%s is the head_node_type: the autoscaler launches no other nodes of it (min_workers and max_workers must be 0); define a worker type", path)
+		}
 		for _, r := range sortedKeys(nt.Resources) {
+			if r == "" {
+				return verr(path+".resources", "%s.resources: a resource has an empty name", path)
+			}
 			if v := nt.Resources[r]; !(v >= 0) || math.IsInf(v, 0) {
 				return verr(path+".resources."+r, "%s.resources.%s (%s): want a non-negative number", path, r, fmtNum(v))
 			}
@@ -1223,6 +1241,9 @@ func (c *Config) validateNodeTypes() error {
 		for l := range nt.Labels {
 			if l == "" {
 				return verr(path+".labels", "%s.labels: a label has an empty key", path)
+			}
+			if strings.ContainsAny(l, " \t\n,=") {
+				return verr(path+".labels."+l, "%s.labels: key %q must not contain spaces, ',' or '='", path, l)
 			}
 		}
 		sum += nt.MinWorkers

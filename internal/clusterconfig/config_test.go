@@ -234,8 +234,18 @@ provider: {type: process}
 available_node_types:
   a: {node_config: {}}
 `, []string{"head_node_type is required (have: a)"}},
-		{"negative max_workers", twoTypes("max_workers: -1", "", ""), []string{"max_workers: want a non-negative integer, got -1"}},
-		{"negative type min_workers", twoTypes("", "", ", min_workers: -2"), []string{"available_node_types.ray.worker.default.min_workers: want a non-negative integer, got -2"}},
+		{"second YAML document", "cluster_name: a\nprovider: {type: process}\n---\nbogus: 1\n", []string{"more than one YAML document"}},
+		{"head type with workers", `
+provider: {type: process}
+head_node_type: h
+available_node_types:
+  h: {node_config: {}, min_workers: 1, max_workers: 1}
+`, []string{"available_node_types.h is the head_node_type"}},
+		{"empty resource name", twoTypes("", "", `, resources: {"": 1}`), []string{"a resource has an empty name"}},
+		{"bad label key", twoTypes("", "", `, labels: {"bad key!": x}`), []string{`key "bad key!" must not contain spaces`}},
+		{"huge max_workers", twoTypes("max_workers: 99999999999", "", ""), []string{"up to 2147483647, got 99999999999"}},
+		{"negative max_workers", twoTypes("max_workers: -1", "", ""), []string{"max_workers: want a non-negative integer up to 2147483647, got -1"}},
+		{"negative type min_workers", twoTypes("", "", ", min_workers: -2"), []string{"available_node_types.ray.worker.default.min_workers: want a non-negative integer up to 2147483647, got -2"}},
 		{"negative resource", twoTypes("", "", ", resources: {CPU: -1}"), []string{"available_node_types.ray.worker.default.resources.CPU: want a non-negative number, got -1"}},
 		{"negative upscaling_speed", twoTypes("upscaling_speed: -0.5", "", ""), []string{"upscaling_speed: want a non-negative number, got -0.5"}},
 		{"negative idle_timeout_minutes", twoTypes("idle_timeout_minutes: -1", "", ""), []string{"idle_timeout_minutes: want a non-negative number"}},
@@ -272,9 +282,9 @@ available_node_types:
 		{"duplicate key", "provider: {type: process}\nmax_workers: 1\nmax_workers: 2\n", []string{`key "max_workers" is written twice (lines 2 and 3)`}},
 
 		// wrong types
-		{"max_workers string", twoTypes("max_workers: three", "", ""), []string{`max_workers: want a non-negative integer, got "three"`}},
-		{"max_workers fraction", twoTypes("max_workers: 2.5", "", ""), []string{"max_workers: want a non-negative integer, got 2.5"}},
-		{"max_workers quoted", twoTypes(`max_workers: "3"`, "", ""), []string{`max_workers: want a non-negative integer, got "3"`}},
+		{"max_workers string", twoTypes("max_workers: three", "", ""), []string{`max_workers: want a non-negative integer up to 2147483647, got "three"`}},
+		{"max_workers fraction", twoTypes("max_workers: 2.5", "", ""), []string{"max_workers: want a non-negative integer up to 2147483647, got 2.5"}},
+		{"max_workers quoted", twoTypes(`max_workers: "3"`, "", ""), []string{`max_workers: want a non-negative integer up to 2147483647, got "3"`}},
 		{"cluster_name list", twoTypes("cluster_name: [a]", "", ""), []string{"cluster_name: want a string, got a list"}},
 		{"setup_commands string", twoTypes("setup_commands: echo hi", "", ""), []string{`setup_commands: want a list of strings, got "echo hi"`}},
 		{"setup_commands item", twoTypes("setup_commands: [echo, 3]", "", ""), []string{"setup_commands[1]: want a string, got 3"}},
