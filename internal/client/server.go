@@ -471,7 +471,7 @@ func (ss *session) handle(m *clientpb.Msg) {
 			ss.fail(g.Req, fmt.Errorf("%w: no ref %d in this session", core.ErrObjectUnknown, g.N))
 			return
 		}
-		ss.request(g.Req, g.TimeoutMs, func(ctx context.Context) {
+		get := func(ctx context.Context) {
 			res, err := cw.Get(ctx, ref)
 			if err != nil {
 				ss.fail(g.Req, err)
@@ -479,7 +479,12 @@ func (ss *session) handle(m *clientpb.Msg) {
 			}
 			ss.sendData(g.Req, res.Data, res.AppErr)
 			res.Release()
-		})
+		}
+		if readyHere(cw, ref) {
+			get(ss.ctx) // answered at once, without a goroutine of its own
+			return
+		}
+		ss.request(g.Req, g.TimeoutMs, get)
 	case *clientpb.Msg_Wait:
 		w := b.Wait
 		refs := make([]core.Ref, len(w.Refs))
@@ -666,6 +671,15 @@ func (ss *session) put(p *clientpb.Put) {
 		ss.setRef(p.N, ref)
 		ss.reply(&clientpb.Done{Req: p.Req, Ref: toRef(ref)})
 	})
+}
+
+// readyHere reports whether ref's value is ready in cw's process, so a
+// Get of it does not wait.
+func readyHere(cw *core.CoreWorker, ref core.Ref) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Wait answers from what is ready now
+	ready, err := cw.Wait(ctx, []core.Ref{ref}, 1)
+	return err == nil && ready[0]
 }
 
 // sendData sends a value in chunks (copies: data may alias shared memory
