@@ -193,23 +193,24 @@ func Decide(s Snapshot) Plan {
 	}
 
 	// 2. request_resources: fit against total capacity, ignoring usage.
-	residual := binPack(total, s.Requests)
+	residual := binPack(total, countShapes(s.Requests))
 	residual = nodesFor(cfg, perType, &workers, residual, func(typ string) { add(typ, bypass) })
-	plan.InfeasibleRequests = countShapes(filterShapes(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) }))
+	plan.InfeasibleRequests = filterDemands(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) })
 
 	// 3. pending demands against what is free now.
-	var shapes []scheduler.Resources
+	var demands []Demand
+	left := MaxDemandVectorSize
 	for _, d := range s.Demands {
-		if len(d.Shape) == 0 {
+		if len(d.Shape) == 0 || d.Count <= 0 || left == 0 {
 			continue
 		}
-		for i := 0; i < d.Count && len(shapes) < MaxDemandVectorSize; i++ {
-			shapes = append(shapes, d.Shape)
-		}
+		n := min(d.Count, left)
+		left -= n
+		demands = append(demands, Demand{Shape: d.Shape, Count: n})
 	}
-	residual = binPack(avail, shapes)
-	feasible := filterShapes(residual, func(sh scheduler.Resources) bool { return canEverFit(cfg, s.Nodes, sh) })
-	plan.Infeasible = countShapes(filterShapes(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) }))
+	residual = binPack(avail, merge(demands))
+	feasible := filterDemands(residual, func(sh scheduler.Resources) bool { return canEverFit(cfg, s.Nodes, sh) })
+	plan.Infeasible = filterDemands(residual, func(sh scheduler.Resources) bool { return !canEverFit(cfg, s.Nodes, sh) })
 	forDemand := map[string]int{}
 	nodesFor(cfg, perType, &workers, feasible, func(typ string) { add(typ, forDemand) })
 
@@ -229,11 +230,11 @@ func Decide(s Snapshot) Plan {
 	return plan
 }
 
-func filterShapes(shapes []scheduler.Resources, keep func(scheduler.Resources) bool) []scheduler.Resources {
-	var out []scheduler.Resources
-	for _, sh := range shapes {
-		if keep(sh) {
-			out = append(out, sh)
+func filterDemands(ds []Demand, keep func(scheduler.Resources) bool) []Demand {
+	var out []Demand
+	for _, d := range ds {
+		if keep(d.Shape) {
+			out = append(out, d)
 		}
 	}
 	return out
@@ -241,16 +242,25 @@ func filterShapes(shapes []scheduler.Resources, keep func(scheduler.Resources) b
 
 // countShapes merges equal shapes into demands, sorted by shape.
 func countShapes(shapes []scheduler.Resources) []Demand {
-	byKey := map[string]*Demand{}
-	for _, sh := range shapes {
-		d := byKey[sh.Key()]
-		if d == nil {
-			d = &Demand{Shape: sh}
-			byKey[sh.Key()] = d
-		}
-		d.Count++
+	ds := make([]Demand, len(shapes))
+	for i, sh := range shapes {
+		ds[i] = Demand{Shape: sh, Count: 1}
 	}
-	var out []Demand
+	return merge(ds)
+}
+
+// merge adds up demands of equal shapes; the result is sorted by shape.
+func merge(ds []Demand) []Demand {
+	byKey := map[string]*Demand{}
+	for _, d := range ds {
+		k := d.Shape.Key()
+		if m := byKey[k]; m != nil {
+			m.Count += d.Count
+		} else {
+			byKey[k] = &Demand{Shape: d.Shape, Count: d.Count}
+		}
+	}
+	out := make([]Demand, 0, len(byKey))
 	for _, k := range sortedKeys(byKey) {
 		out = append(out, *byKey[k])
 	}
@@ -270,14 +280,18 @@ func requestedNodes(head, workers []NodeState, requests []scheduler.Resources) m
 	for i, n := range nodes {
 		free[i] = n.Total.Clone()
 	}
-	for _, r := range sortDemands(requests) {
+	for _, d := range sortDemands(countShapes(requests)) {
+		left := d.Count
 		for i := range free {
-			if r.Fits(free[i]) {
-				free[i].Sub(r)
+			if left == 0 {
+				break
+			}
+			if n := copiesFitting(d.Shape, free[i], left); n > 0 {
+				subTimes(free[i], d.Shape, n)
+				left -= n
 				if !nodes[i].Head {
 					used[nodes[i].ID] = true
 				}
-				break
 			}
 		}
 	}
@@ -300,58 +314,91 @@ func canEverFit(cfg Config, nodes []NodeState, shape scheduler.Resources) bool {
 	return false
 }
 
-// sortDemands orders shapes for first-fit packing as Ray does: most
+// sortDemands orders demands for first-fit packing as Ray does: most
 // resource kinds first, then the largest total amount, then by key.
-func sortDemands(shapes []scheduler.Resources) []scheduler.Resources {
-	out := slices.Clone(shapes)
-	sum := func(r scheduler.Resources) float64 {
-		s := 0.0
-		for _, v := range r {
-			s += v
-		}
-		return s
+func sortDemands(ds []Demand) []Demand {
+	type keyed struct {
+		d   Demand
+		sum float64
+		key string
 	}
-	slices.SortStableFunc(out, func(a, b scheduler.Resources) int {
-		return cmp.Or(cmp.Compare(len(b), len(a)), cmp.Compare(sum(b), sum(a)), cmp.Compare(a.Key(), b.Key()))
+	ks := make([]keyed, len(ds))
+	for i, d := range ds {
+		ks[i] = keyed{d: d, key: d.Shape.Key()}
+		for _, v := range d.Shape {
+			ks[i].sum += v
+		}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(len(b.d.Shape), len(a.d.Shape)), cmp.Compare(b.sum, a.sum), cmp.Compare(a.key, b.key))
 	})
+	out := make([]Demand, len(ks))
+	for i, k := range ks {
+		out[i] = k.d
+	}
 	return out
 }
 
-// binPack places each shape on the first node with room, subtracting it
-// from that node's free resources, and returns the shapes that fit nowhere.
-func binPack(free []scheduler.Resources, shapes []scheduler.Resources) []scheduler.Resources {
-	var rest []scheduler.Resources
-	for _, sh := range sortDemands(shapes) {
-		placed := false
+// copiesFitting is how many copies of shape fit in free (at most limit).
+func copiesFitting(shape, free scheduler.Resources, limit int) int {
+	n := limit
+	for k, v := range shape {
+		if v <= 0 {
+			continue
+		}
+		n = min(n, int(math.Floor(free[k]/v+1e-9)))
+		if n <= 0 {
+			return 0
+		}
+	}
+	return n
+}
+
+// subTimes subtracts n copies of shape from free.
+func subTimes(free, shape scheduler.Resources, n int) {
+	for k, v := range shape {
+		free[k] -= v * float64(n)
+	}
+}
+
+// binPack places demands first-fit onto nodes' free resources (subtracting
+// what it places) and returns what fits nowhere. Copies of one shape fill
+// a node before the next, as first-fit over the expanded list would.
+func binPack(free []scheduler.Resources, ds []Demand) []Demand {
+	var rest []Demand
+	for _, d := range sortDemands(ds) {
+		left := d.Count
 		for _, f := range free {
-			if sh.Fits(f) {
-				f.Sub(sh)
-				placed = true
+			if left == 0 {
 				break
 			}
+			if n := copiesFitting(d.Shape, f, left); n > 0 {
+				subTimes(f, d.Shape, n)
+				left -= n
+			}
 		}
-		if !placed {
-			rest = append(rest, sh)
+		if left > 0 {
+			rest = append(rest, Demand{Shape: d.Shape, Count: left})
 		}
 	}
 	return rest
 }
 
 // nodesFor adds nodes, one at a time, of the best-scoring type for the
-// remaining shapes until they are all absorbed, no type fits, or the
+// remaining demands until they are all absorbed, no type fits, or the
 // maxima are reached; launch is called for each node added. It returns
-// the shapes left.
-func nodesFor(cfg Config, perType map[string]int, workers *int, shapes []scheduler.Resources, launch func(typ string)) []scheduler.Resources {
-	shapes = sortDemands(shapes)
-	for len(shapes) > 0 && *workers < cfg.MaxWorkers {
+// the demands left.
+func nodesFor(cfg Config, perType map[string]int, workers *int, ds []Demand, launch func(typ string)) []Demand {
+	ds = sortDemands(ds)
+	for len(ds) > 0 && *workers < cfg.MaxWorkers {
 		best, bestScore := "", score{}
-		var bestRest []scheduler.Resources
+		var bestRest []Demand
 		for _, typ := range sortedKeys(cfg.Types) {
 			t := cfg.Types[typ]
 			if typ == cfg.HeadType || perType[typ] >= t.MaxWorkers {
 				continue
 			}
-			sc, rest, ok := scoreType(t.Resources, shapes)
+			sc, rest, ok := scoreType(t.Resources, ds)
 			if ok && (best == "" || bestScore.less(sc)) {
 				best, bestScore, bestRest = typ, sc, rest
 			}
@@ -360,9 +407,9 @@ func nodesFor(cfg Config, perType map[string]int, workers *int, shapes []schedul
 			break
 		}
 		launch(best)
-		shapes = bestRest
+		ds = bestRest
 	}
-	return shapes
+	return ds
 }
 
 // score ranks a node type for a set of demands, higher is better, after
@@ -387,21 +434,23 @@ func (a score) less(b score) bool {
 	return a.avg < b.avg
 }
 
-// scoreType packs shapes into one fresh node of resources r and scores
-// the result; ok is false when no shape fits. rest holds the shapes that
-// did not fit.
-func scoreType(r scheduler.Resources, shapes []scheduler.Resources) (sc score, rest []scheduler.Resources, ok bool) {
+// scoreType packs demands into one fresh node of resources r and scores
+// the result; ok is false when nothing fits. rest holds what did not fit.
+func scoreType(r scheduler.Resources, ds []Demand) (sc score, rest []Demand, ok bool) {
 	free := r.Clone()
 	usedKinds := map[string]bool{}
 	gpuDemand := false
-	for _, sh := range shapes {
-		if !sh.Fits(free) {
-			rest = append(rest, sh)
+	for _, d := range ds {
+		n := copiesFitting(d.Shape, free, d.Count)
+		if n < d.Count {
+			rest = append(rest, Demand{Shape: d.Shape, Count: d.Count - n})
+		}
+		if n == 0 {
 			continue
 		}
 		ok = true
-		free.Sub(sh)
-		for k, v := range sh {
+		subTimes(free, d.Shape, n)
+		for k, v := range d.Shape {
 			if v > 0 {
 				usedKinds[k] = true
 				if k == "GPU" {
@@ -411,7 +460,7 @@ func scoreType(r scheduler.Resources, shapes []scheduler.Resources) (sc score, r
 		}
 	}
 	if !ok {
-		return score{}, shapes, false
+		return score{}, ds, false
 	}
 	sc.gpuOK = 1
 	if r["GPU"] > 0 && !gpuDemand {
