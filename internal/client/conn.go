@@ -519,7 +519,7 @@ func (c *Conn) submit(s *clientpb.Submit) *RemoteRef {
 	}
 	c.pending[s.N] = r
 	c.mu.Unlock()
-	c.link.send(&clientpb.Msg{Body: &clientpb.Msg_Submit{Submit: s}})
+	c.link.sendNow(&clientpb.Msg{Body: &clientpb.Msg_Submit{Submit: s}})
 	return r
 }
 
