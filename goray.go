@@ -154,7 +154,7 @@ func Init(opts ...InitOption) error {
 		addr = os.Getenv("RAY_ADDRESS")
 	}
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
-		return fmt.Errorf("goray: address %q is a dashboard URL; Init needs the GCS address HOST:PORT (port 6379 by default)", addr)
+		return fmt.Errorf("goray: address %q is a dashboard URL; Init needs the GCS address HOST:PORT (port 6379 by default) or the client server goray://HOST:PORT (10001)", addr)
 	}
 	if rest, ok := clientAddress(addr); ok {
 		r, err := connectClient(rest, cfg)
