@@ -519,7 +519,8 @@ func (c *Conn) submit(s *clientpb.Submit) *RemoteRef {
 	}
 	c.pending[s.N] = r
 	c.mu.Unlock()
-	c.link.sendNow(&clientpb.Msg{Body: &clientpb.Msg_Submit{Submit: s}})
+	// Queued for the writer, which batches a burst of submissions.
+	c.link.send(&clientpb.Msg{Body: &clientpb.Msg_Submit{Submit: s}})
 	return r
 }
 
