@@ -33,7 +33,10 @@ func resolveAddress(flag, tempDir string) (string, error) {
 		if strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://") {
 			return "", fmt.Errorf("address %q is a dashboard URL; this command needs the GCS address HOST:PORT (port 6379 by default)", a)
 		}
-		return strings.TrimPrefix(strings.TrimPrefix(a, "goray://"), "ray://"), nil
+		if strings.HasPrefix(a, "goray://") || strings.HasPrefix(a, "ray://") {
+			return "", fmt.Errorf("address %q names the head's client server (Ray Client); this command needs the GCS address HOST:PORT (port 6379 by default)", a)
+		}
+		return a, nil
 	}
 	root := node.TempRoot(tempDir)
 	b, err := os.ReadFile(filepath.Join(root, node.CurrentClusterFile))
