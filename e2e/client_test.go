@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +182,30 @@ func TestClientAPI(t *testing.T) {
 	}
 	if !strings.Contains(out, goray.JobID()) {
 		t.Fatalf("job %s not listed:\n%s", goray.JobID(), out)
+	}
+	// ... also in the Jobs REST API, as a running DRIVER.
+	req, _ := http.NewRequest("GET", "http://"+c.Head.Info.DashboardAddress+"/api/jobs/", nil)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []struct {
+		Type   string `json:"type"`
+		JobID  string `json:"job_id"`
+		Status string `json:"status"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&jobs)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, j := range jobs {
+		found = found || (j.JobID == goray.JobID() && j.Type == "DRIVER" && j.Status == "RUNNING")
+	}
+	if !found {
+		t.Fatalf("no running DRIVER job %s in /api/jobs/: %+v", goray.JobID(), jobs)
 	}
 	// Shutdown ends the session: its job finishes on the cluster.
 	job := goray.JobID()
