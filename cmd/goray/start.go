@@ -73,14 +73,14 @@ func startCmd() *cobra.Command {
 			case objectStoreMemory < 0:
 				return fmt.Errorf("--object-store-memory %d must not be negative", objectStoreMemory)
 			}
-			res, err := raylet.ParseResources(resourcesJSON)
+			res, err := raylet.ParseResources(unquoteFlag(resourcesJSON))
 			if err != nil {
 				return err
 			}
 			if err := overrideResources(f, res); err != nil {
 				return err
 			}
-			lbl, err := raylet.ParseLabels(labels)
+			lbl, err := raylet.ParseLabels(unquoteFlag(labels))
 			if err != nil {
 				return err
 			}
@@ -136,10 +136,7 @@ func startCmd() *cobra.Command {
 			if f.Changed("num-gpus") {
 				cfg.NumGPUs = numGPUs
 			}
-			if block {
-				return runBlocking(cmd, cfg)
-			}
-			return startBackground(cmd, cfg)
+			return launchNode(cmd, cfg, block)
 		},
 	}
 	f := cmd.Flags()
@@ -164,7 +161,17 @@ func startCmd() *cobra.Command {
 	f.StringVar(&spillDir, "object-spilling-directory", "", "where the object store spills (default: the session directory)")
 	f.BoolVar(&block, "block", false, "run the node in the foreground")
 	f.StringVar(&autoscalingConfig, "autoscaling-config", "", "cluster YAML (Ray's format): the head runs an autoscaler that launches and terminates nodes through its provider")
+	rayCompatFlags(f)
 	return cmd
+}
+
+// launchNode starts the node that startCmd configured; tests replace it to
+// see the configuration a command line yields.
+var launchNode = func(cmd *cobra.Command, cfg node.Config, block bool) error {
+	if block {
+		return runBlocking(cmd, cfg)
+	}
+	return startBackground(cmd, cfg)
 }
 
 // runBlocking runs the node in this process until SIGTERM/SIGINT, or until
