@@ -104,7 +104,7 @@ func TestClientAPI(t *testing.T) {
 	}
 
 	// A large value both ways, in chunks.
-	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<20) // 48 MiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), 5<<20) // 80 MiB: more than the server queues ahead
 	bigRef, err := goray.Put(big)
 	if err != nil {
 		t.Fatal(err)

@@ -297,3 +297,33 @@ func TestFrameCodecRoundTrip(t *testing.T) {
 		t.Fatalf("proto message: %v %v", &info, err)
 	}
 }
+
+// TestLinkWaitRoom: a sender waits while too much is unacknowledged and
+// resumes once the peer acknowledges.
+func TestLinkWaitRoom(t *testing.T) {
+	l := newLink()
+	defer l.close()
+	big := &clientpb.Msg{Body: &clientpb.Msg_Data{Data: &clientpb.Data{Data: make([]byte, 1000)}}}
+	l.send(big)
+	l.send(big)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.waitRoom(ctx, 1500); err == nil {
+		t.Fatal("waitRoom returned with 2000 bytes unacknowledged")
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.waitRoom(context.Background(), 1500) }()
+	time.Sleep(20 * time.Millisecond)
+	l.receive(&clientpb.Frame{Ack: 1})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitRoom did not return after the ack")
+	}
+	if err := l.waitRoom(context.Background(), 1500); err != nil {
+		t.Fatal(err)
+	}
+}

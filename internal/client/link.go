@@ -10,6 +10,7 @@
 package client
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type link struct {
 	gen     int             // bumped by each attach
 	closed  bool
 	ackDue  bool // a timer will wake the writer to acknowledge
+	// pending is the size of unacked; room, when set, is closed once
+	// acknowledgements shrink it (see waitRoom).
+	pending int
+	room    chan struct{}
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -66,8 +71,40 @@ func (l *link) queue(m *clientpb.Msg) {
 	l.mu.Lock()
 	if !l.closed {
 		l.unacked = append(l.unacked, m)
+		l.pending += msgSize(m)
 	}
 	l.mu.Unlock()
+}
+
+// waitRoom waits until less than limit bytes wait for the peer's
+// acknowledgement, so a large value is not queued whole. It must not be
+// called from the goroutine that receives the peer's frames.
+func (l *link) waitRoom(ctx context.Context, limit int) error {
+	for {
+		l.mu.Lock()
+		if l.closed || l.pending < limit {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.room == nil {
+			l.room = make(chan struct{})
+		}
+		room := l.room
+		l.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// freeRoom wakes waitRoom. Caller holds mu.
+func (l *link) freeRoom() {
+	if l.room != nil {
+		close(l.room)
+		l.room = nil
+	}
 }
 
 // sendNow queues m and sends what is queued from the calling goroutine
@@ -154,7 +191,10 @@ func (l *link) receive(f *clientpb.Frame) []*clientpb.Msg {
 
 // ackTo drops the messages the peer has received. Caller holds mu.
 func (l *link) ackTo(a uint64) {
+	freed := false
 	for len(l.unacked) > 0 && l.base <= a {
+		l.pending -= msgSize(l.unacked[0])
+		freed = true
 		l.unacked[0] = nil
 		l.unacked = l.unacked[1:]
 		l.base++
@@ -162,13 +202,17 @@ func (l *link) ackTo(a uint64) {
 			l.sent--
 		}
 	}
+	if freed {
+		l.freeRoom()
+	}
 }
 
 func (l *link) close() {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
-		l.unacked = nil
+		l.unacked, l.pending = nil, 0
+		l.freeRoom()
 		close(l.done)
 	}
 	l.mu.Unlock()

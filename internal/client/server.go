@@ -46,6 +46,10 @@ const (
 	ioBuffer = 1 << 20
 )
 
+// sendWindow bounds how much of a value the server queues ahead of the
+// client's acknowledgements.
+const sendWindow = 64 << 20
+
 // chunk is the size of the pieces a value travels in.
 const chunk = 1 << 20
 
@@ -471,20 +475,29 @@ func (ss *session) handle(m *clientpb.Msg) {
 			ss.fail(g.Req, fmt.Errorf("%w: no ref %d in this session", core.ErrObjectUnknown, g.N))
 			return
 		}
-		get := func(ctx context.Context) {
+		get := func(ctx context.Context, inline bool) {
 			res, err := cw.Get(ctx, ref)
 			if err != nil {
 				ss.fail(g.Req, err)
+				return
+			}
+			if inline && len(res.Data) > chunk {
+				// Large: sent at the pace of the client's acknowledgements,
+				// which this goroutine (the reader) must keep receiving.
+				go func() {
+					ss.sendData(g.Req, res.Data, res.AppErr)
+					res.Release()
+				}()
 				return
 			}
 			ss.sendData(g.Req, res.Data, res.AppErr)
 			res.Release()
 		}
 		if readyHere(cw, ref) {
-			get(ss.ctx) // answered at once, without a goroutine of its own
+			get(ss.ctx, true) // answered at once, without a goroutine of its own
 			return
 		}
-		ss.request(g.Req, g.TimeoutMs, get)
+		ss.request(g.Req, g.TimeoutMs, func(ctx context.Context) { get(ctx, false) })
 	case *clientpb.Msg_Wait:
 		w := b.Wait
 		refs := make([]core.Ref, len(w.Refs))
@@ -683,10 +696,17 @@ func readyHere(cw *core.CoreWorker, ref core.Ref) bool {
 }
 
 // sendData sends a value in chunks (copies: data may alias shared memory
-// released before the client acknowledges it).
+// released before the client acknowledges it), at most sendWindow bytes
+// ahead of the client's acknowledgements. Not from the reader goroutine
+// unless data fits in one chunk.
 func (ss *session) sendData(req uint64, data []byte, appErr bool) {
 	size := int64(len(data))
 	for off := 0; ; off += chunk {
+		if off > 0 {
+			if err := ss.link.waitRoom(ss.ctx, sendWindow); err != nil {
+				return // the session ended
+			}
+		}
 		end := min(off+chunk, len(data))
 		m := &clientpb.Msg{Body: &clientpb.Msg_Data{Data: &clientpb.Data{
 			Req: req, Size: size, Data: append([]byte(nil), data[off:end]...), AppError: appErr, Last: end == len(data),
