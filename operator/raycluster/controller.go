@@ -1,0 +1,568 @@
+// Package raycluster is the RayCluster controller: from a RayCluster it
+// makes the head pod, the head Service, the worker pods of each group, the
+// cluster token Secret and (with in-tree autoscaling) the autoscaler's RBAC,
+// and reports their state in the status.
+//
+// A reconcile is an ordered list of small steps; the status is computed on
+// a copy and written once at the end; an invalid spec becomes an Event and
+// no retry; an expectations cache keeps a stale informer cache from making
+// the controller create or delete a pod twice.
+package raycluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+)
+
+// ManagedBy is the spec.managedBy value (or absence) this operator serves.
+const ManagedBy = "ray.io/kuberay-operator"
+
+// EventRecorder records Kubernetes events (events.k8s.io/v1); the
+// manager's GetEventRecorder provides one.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Reconciler reconciles RayClusters.
+type Reconciler struct {
+	Client   client.Client
+	Recorder EventRecorder
+	Options  Options
+	Expect   *Expectations
+	// Requeue is the period of a resync when nothing is pending
+	// (default 5 minutes).
+	Requeue time.Duration
+}
+
+// SetupWithManager registers the controller with mgr.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Expect == nil {
+		r.Expect = NewExpectations()
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&rayv1.RayCluster{}).
+		Owns(&corev1.Pod{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.Secret{}).
+		Named("raycluster").
+		Complete(r)
+}
+
+// state is what one reconcile learns and hands from step to step.
+type state struct {
+	rc      *rayv1.RayCluster
+	pods    []corev1.Pod
+	service *corev1.Service
+	pending bool // expectations not yet met: look again soon
+}
+
+// Reconcile brings the cluster's pods, Service and Secret to its spec and
+// writes its status once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if r.Expect == nil {
+		r.Expect = NewExpectations()
+	}
+	var rc rayv1.RayCluster
+	if err := r.Client.Get(ctx, req.NamespacedName, &rc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Expect.Forget(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if rc.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil
+	}
+	if rc.Spec.ManagedBy != nil && *rc.Spec.ManagedBy != ManagedBy {
+		return ctrl.Result{}, nil
+	}
+	st := &state{rc: &rc}
+	if err := Validate(&rc); err != nil {
+		r.Recorder.Eventf(&rc, nil, corev1.EventTypeWarning, rayv1.InvalidSpec, "Validate", "%s", err.Error())
+		status := rc.Status.DeepCopy()
+		status.Reason = err.Error()
+		status.ObservedGeneration = rc.Generation
+		return ctrl.Result{}, r.writeStatus(ctx, &rc, status)
+	}
+	var reconcileErr error
+	for _, step := range []func(context.Context, *state) error{
+		r.reconcileAuthSecret,
+		r.reconcileAutoscalerRBAC,
+		r.reconcileHeadService,
+		r.reconcileHeadPod,
+		r.reconcileWorkerPods,
+	} {
+		if reconcileErr = step(ctx, st); reconcileErr != nil {
+			break
+		}
+	}
+	status := r.computeStatus(ctx, st, reconcileErr)
+	if err := r.writeStatus(ctx, &rc, status); err != nil && reconcileErr == nil {
+		reconcileErr = err
+	}
+	if reconcileErr != nil {
+		return ctrl.Result{}, reconcileErr
+	}
+	if st.pending {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	if r.Requeue > 0 {
+		return ctrl.Result{RequeueAfter: r.Requeue}, nil
+	}
+	return ctrl.Result{RequeueAfter: 5 * time.Minute}, nil
+}
+
+func ownerRef(rc *rayv1.RayCluster) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(rc, rayv1.GroupVersion.WithKind("RayCluster"))}
+}
+
+// reconcileAuthSecret generates the cluster token into <cluster>-auth once.
+func (r *Reconciler) reconcileAuthSecret(ctx context.Context, st *state) error {
+	rc := st.rc
+	name := AuthSecretName(rc)
+	if name == "" || (rc.Spec.AuthOptions != nil && rc.Spec.AuthOptions.SecretName != "") {
+		return nil // disabled, or the user's own Secret
+	}
+	var s corev1.Secret
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: name}, &s)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rc.Namespace, OwnerReferences: ownerRef(rc),
+			Labels: map[string]string{LabelCluster: rc.Name}},
+		Data: map[string][]byte{AuthTokenKey: []byte(hex.EncodeToString(b))},
+	}
+	if err := r.Client.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("raycluster: create token secret: %w", err)
+	}
+	return nil
+}
+
+// reconcileAutoscalerRBAC gives the head pod's service account what
+// `goray kuberay-autoscaler` needs: read pods, read and patch the cluster.
+func (r *Reconciler) reconcileAutoscalerRBAC(ctx context.Context, st *state) error {
+	rc := st.rc
+	if !autoscaling(rc) || rc.Spec.HeadGroupSpec.Template.Spec.ServiceAccountName != "" {
+		return nil
+	}
+	meta := metav1.ObjectMeta{Name: rc.Name, Namespace: rc.Namespace, OwnerReferences: ownerRef(rc), Labels: map[string]string{LabelCluster: rc.Name}}
+	objs := []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: meta},
+		&rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/resize"}, Verbs: []string{"patch"}},
+			{APIGroups: []string{rayv1.GroupVersion.Group}, Resources: []string{"rayclusters"}, Verbs: []string{"get", "patch"}},
+		}},
+		&rbacv1.RoleBinding{ObjectMeta: meta,
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: rc.Name, Namespace: rc.Namespace}},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: rc.Name}},
+	}
+	for _, o := range objs {
+		o := o
+		if err := r.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("raycluster: create autoscaler %T: %w", o, err)
+		}
+	}
+	return nil
+}
+
+// reconcileHeadService creates the head Service once.
+func (r *Reconciler) reconcileHeadService(ctx context.Context, st *state) error {
+	rc := st.rc
+	var svc corev1.Service
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: HeadServiceName(rc)}, &svc)
+	if err == nil {
+		st.service = &svc
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	want := BuildHeadService(rc, r.Options)
+	if err := r.Client.Create(ctx, want); err != nil {
+		return fmt.Errorf("raycluster: create head service: %w", err)
+	}
+	r.Recorder.Eventf(rc, nil, corev1.EventTypeNormal, "CreatedService", "Create", "Created head service %s/%s", want.Namespace, want.Name)
+	st.service = want
+	return nil
+}
+
+func (r *Reconciler) listPods(ctx context.Context, st *state) error {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(st.rc.Namespace), client.MatchingLabels{LabelCluster: st.rc.Name}); err != nil {
+		return err
+	}
+	st.pods = pods.Items
+	return nil
+}
+
+func podsOf(pods []corev1.Pod, nodeType, group string) []corev1.Pod {
+	var out []corev1.Pod
+	for _, p := range pods {
+		if p.Labels[LabelNodeType] == nodeType && (group == "" || p.Labels[LabelGroup] == group) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// unhealthy pods are deleted and replaced: finished ones, and ones whose
+// goray container ended for good.
+func unhealthy(p *corev1.Pod) bool {
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return true
+	}
+	if p.Spec.RestartPolicy == corev1.RestartPolicyNever && len(p.Spec.Containers) > 0 {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Name == p.Spec.Containers[0].Name && cs.State.Terminated != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) deletePod(ctx context.Context, rc *rayv1.RayCluster, key string, p *corev1.Pod, why string) error {
+	if err := r.Client.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+		r.Recorder.Eventf(rc, p, corev1.EventTypeWarning, rayv1.FailedDeleteWorkerPod, "Delete", "Failed to delete pod %s: %v", p.Name, err)
+		return fmt.Errorf("raycluster: delete pod %s: %w", p.Name, err)
+	}
+	r.Expect.ExpectDelete(key, p.Name)
+	r.Recorder.Eventf(rc, p, corev1.EventTypeNormal, "DeletedPod", "Delete", "Deleted pod %s (%s)", p.Name, why)
+	return nil
+}
+
+func (r *Reconciler) createPod(ctx context.Context, rc *rayv1.RayCluster, key string, p *corev1.Pod, failReason string) error {
+	if err := r.Client.Create(ctx, p); err != nil {
+		r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, failReason, "Create", "Failed to create pod: %v", err)
+		return fmt.Errorf("raycluster: create pod: %w", err)
+	}
+	r.Expect.ExpectCreate(key, p.Name)
+	r.Recorder.Eventf(rc, p, corev1.EventTypeNormal, "CreatedPod", "Create", "Created pod %s", p.Name)
+	return nil
+}
+
+func suspended(rc *rayv1.RayCluster) bool { return rc.Spec.Suspend != nil && *rc.Spec.Suspend }
+
+// reconcileHeadPod keeps exactly one healthy head pod (none when suspended).
+func (r *Reconciler) reconcileHeadPod(ctx context.Context, st *state) error {
+	if err := r.listPods(ctx, st); err != nil {
+		return err
+	}
+	rc := st.rc
+	key := GroupKey(rc.Namespace, rc.Name, HeadGroupName)
+	heads := podsOf(st.pods, NodeTypeHead, "")
+	if !r.Expect.Satisfied(key, heads) {
+		st.pending = true
+		return nil
+	}
+	live := 0
+	for i := range heads {
+		p := &heads[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if suspended(rc) || unhealthy(p) {
+			if err := r.deletePod(ctx, rc, key, p, "suspended or unhealthy head"); err != nil {
+				return err
+			}
+			continue
+		}
+		live++
+	}
+	if live == 0 && !suspended(rc) {
+		return r.createPod(ctx, rc, key, BuildHeadPod(rc, r.Options), rayv1.FailedCreateHeadPod)
+	}
+	return nil
+}
+
+// Replicas returns a group's desired replicas clamped to [min, max].
+func Replicas(g *rayv1.WorkerGroupSpec) int32 {
+	n := int32(0)
+	if g.Replicas != nil {
+		n = *g.Replicas
+	}
+	if g.MinReplicas != nil && n < *g.MinReplicas {
+		n = *g.MinReplicas
+	}
+	if g.MaxReplicas != nil && n > *g.MaxReplicas {
+		n = *g.MaxReplicas
+	}
+	return n
+}
+
+func hosts(g *rayv1.WorkerGroupSpec) int32 {
+	if g.NumOfHosts <= 0 {
+		return 1
+	}
+	return g.NumOfHosts
+}
+
+func groupSuspended(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec) bool {
+	return suspended(rc) || (g.Suspend != nil && *g.Suspend)
+}
+
+// reconcileWorkerPods, per group: delete unhealthy pods, delete every pod
+// named in workersToDelete, then create the missing pods; surplus pods are
+// deleted only without the autoscaler (which alone chooses its victims).
+func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
+	rc := st.rc
+	for i := range rc.Spec.WorkerGroupSpecs {
+		g := &rc.Spec.WorkerGroupSpecs[i]
+		key := GroupKey(rc.Namespace, rc.Name, g.GroupName)
+		pods := podsOf(st.pods, NodeTypeWorker, g.GroupName)
+		if !r.Expect.Satisfied(key, pods) {
+			st.pending = true
+			continue
+		}
+		toDelete := map[string]bool{}
+		for _, n := range g.ScaleStrategy.WorkersToDelete {
+			toDelete[n] = true
+		}
+		var running []*corev1.Pod
+		for j := range pods {
+			p := &pods[j]
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			switch {
+			case groupSuspended(rc, g):
+				if err := r.deletePod(ctx, rc, key, p, "suspended"); err != nil {
+					return err
+				}
+			case toDelete[p.Name]:
+				if err := r.deletePod(ctx, rc, key, p, "listed in workersToDelete"); err != nil {
+					return err
+				}
+			case unhealthy(p):
+				if err := r.deletePod(ctx, rc, key, p, "unhealthy: "+string(p.Status.Phase)); err != nil {
+					return err
+				}
+			default:
+				running = append(running, p)
+			}
+		}
+		if groupSuspended(rc, g) {
+			continue
+		}
+		diff := int(Replicas(g)*hosts(g)) - len(running)
+		for ; diff > 0; diff-- {
+			if err := r.createPod(ctx, rc, key, BuildWorkerPod(rc, g, r.Options), rayv1.FailedCreateWorkerPod); err != nil {
+				return err
+			}
+		}
+		if diff < 0 && !autoscaling(rc) {
+			// Pending pods go first, then the newest.
+			sort.SliceStable(running, func(a, b int) bool {
+				pa, pb := running[a].Status.Phase == corev1.PodRunning, running[b].Status.Phase == corev1.PodRunning
+				if pa != pb {
+					return !pa
+				}
+				return running[a].CreationTimestamp.After(running[b].CreationTimestamp.Time)
+			})
+			for _, p := range running[:-diff] {
+				if err := r.deletePod(ctx, rc, key, p, "more pods than replicas"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// computeStatus derives the status from what the reconcile saw; it reads
+// the pods again so the counts include this reconcile's changes.
+func (r *Reconciler) computeStatus(ctx context.Context, st *state, reconcileErr error) *rayv1.RayClusterStatus {
+	rc := st.rc
+	s := rc.Status.DeepCopy()
+	s.ObservedGeneration = rc.Generation
+	s.Reason = ""
+	if reconcileErr == nil {
+		if err := r.listPods(ctx, st); err != nil {
+			reconcileErr = err
+		}
+	}
+	var desired, minR, maxR int32
+	var cpu, mem, gpu, tpu = newQuantities()
+	addPod := func(spec *corev1.PodSpec, n int32) {
+		for _, c := range spec.Containers {
+			for i := int32(0); i < n; i++ {
+				addContainer(&cpu, &mem, &gpu, &tpu, &c)
+			}
+		}
+	}
+	addPod(&rc.Spec.HeadGroupSpec.Template.Spec, 1)
+	for i := range rc.Spec.WorkerGroupSpecs {
+		g := &rc.Spec.WorkerGroupSpecs[i]
+		h := hosts(g)
+		if !groupSuspended(rc, g) {
+			desired += Replicas(g) * h
+			addPod(&g.Template.Spec, Replicas(g)*h)
+		}
+		if g.MinReplicas != nil {
+			minR += *g.MinReplicas * h
+		}
+		mx := int64(2147483647)
+		if g.MaxReplicas != nil {
+			mx = int64(*g.MaxReplicas) * int64(h)
+		}
+		if int64(maxR)+mx > 2147483647 {
+			maxR = 2147483647
+		} else {
+			maxR += int32(mx)
+		}
+	}
+	s.DesiredWorkerReplicas, s.MinWorkerReplicas, s.MaxWorkerReplicas = desired, minR, maxR
+	s.DesiredCPU, s.DesiredMemory, s.DesiredGPU, s.DesiredTPU = cpu, mem, gpu, tpu
+
+	var ready, available int32
+	var head *corev1.Pod
+	allRunning := true
+	live := 0
+	for i := range st.pods {
+		p := &st.pods[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		live++
+		running := p.Status.Phase == corev1.PodRunning
+		allRunning = allRunning && running && podReady(p)
+		if p.Labels[LabelNodeType] == NodeTypeHead {
+			head = p
+			continue
+		}
+		if running {
+			available++
+		}
+		if running && podReady(p) {
+			ready++
+		}
+	}
+	s.ReadyWorkerReplicas, s.AvailableWorkerReplicas = ready, available
+
+	s.Head = rayv1.HeadInfo{ServiceName: HeadServiceName(rc)}
+	if head != nil {
+		s.Head.PodName, s.Head.PodIP = head.Name, head.Status.PodIP
+	}
+	s.Endpoints = nil
+	if st.service != nil {
+		s.Head.ServiceIP = st.service.Spec.ClusterIP
+		if s.Head.ServiceIP == corev1.ClusterIPNone {
+			s.Head.ServiceIP = s.Head.PodIP
+		}
+		s.Endpoints = map[string]string{}
+		for _, p := range st.service.Spec.Ports {
+			port := p.TargetPort.String()
+			if p.NodePort != 0 {
+				port = fmt.Sprint(p.NodePort)
+			}
+			s.Endpoints[p.Name] = port
+		}
+	}
+
+	gen := rc.Generation
+	switch {
+	case head == nil:
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.HeadPodReady, Status: metav1.ConditionFalse, Reason: rayv1.HeadPodNotFound, Message: "no head pod", ObservedGeneration: gen})
+	case head.Status.Phase == corev1.PodRunning && podReady(head):
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.HeadPodReady, Status: metav1.ConditionTrue, Reason: rayv1.HeadPodRunningAndReady, ObservedGeneration: gen})
+	default:
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.HeadPodReady, Status: metav1.ConditionFalse, Reason: rayv1.HeadPodNotReady, Message: "head pod " + head.Name + " is not running and ready", ObservedGeneration: gen})
+	}
+	provisioned := reconcileErr == nil && head != nil && allRunning && int32(live) == desired+1 && !suspended(rc)
+	if provisioned {
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.RayClusterProvisioned, Status: metav1.ConditionTrue, Reason: rayv1.AllPodRunningAndReadyFirstTime, ObservedGeneration: gen})
+	} else if !meta.IsStatusConditionTrue(s.Conditions, rayv1.RayClusterProvisioned) {
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.RayClusterProvisioned, Status: metav1.ConditionFalse, Reason: rayv1.RayClusterPodsProvisioning, ObservedGeneration: gen})
+	}
+	if reconcileErr != nil {
+		s.Reason = reconcileErr.Error()
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.RayClusterReplicaFailure, Status: metav1.ConditionTrue, Reason: "ReconcileFailed", Message: reconcileErr.Error(), ObservedGeneration: gen})
+	} else {
+		meta.RemoveStatusCondition(&s.Conditions, rayv1.RayClusterReplicaFailure)
+	}
+	if suspended(rc) {
+		if live == 0 {
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.RayClusterSuspended, Status: metav1.ConditionTrue, Reason: rayv1.RayClusterSuspended, ObservedGeneration: gen})
+			meta.RemoveStatusCondition(&s.Conditions, rayv1.RayClusterSuspending)
+			setState(s, rayv1.Suspended)
+		} else {
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: rayv1.RayClusterSuspending, Status: metav1.ConditionTrue, Reason: rayv1.RayClusterSuspending, ObservedGeneration: gen})
+		}
+	} else {
+		meta.RemoveStatusCondition(&s.Conditions, rayv1.RayClusterSuspended)
+		meta.RemoveStatusCondition(&s.Conditions, rayv1.RayClusterSuspending)
+		switch {
+		case provisioned:
+			setState(s, rayv1.Ready)
+		case s.State == rayv1.Suspended:
+			setState(s, "")
+		}
+	}
+	return s
+}
+
+func setState(s *rayv1.RayClusterStatus, to rayv1.ClusterState) {
+	if s.State == to {
+		return
+	}
+	s.State = to
+	if to == "" {
+		return
+	}
+	if s.StateTransitionTimes == nil {
+		s.StateTransitionTimes = map[rayv1.ClusterState]*metav1.Time{}
+	}
+	now := metav1.Now()
+	s.StateTransitionTimes[to] = &now
+}
+
+// writeStatus updates the status subresource when it changed (ignoring
+// the update time), once per reconcile.
+func (r *Reconciler) writeStatus(ctx context.Context, rc *rayv1.RayCluster, s *rayv1.RayClusterStatus) error {
+	old := rc.Status.DeepCopy()
+	old.LastUpdateTime, s.LastUpdateTime = nil, nil
+	if equality.Semantic.DeepEqual(old, s) {
+		return nil
+	}
+	now := metav1.Now()
+	s.LastUpdateTime = &now
+	rc.Status = *s
+	if err := r.Client.Status().Update(ctx, rc); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil // a newer version is queued; it recomputes the status
+		}
+		return fmt.Errorf("raycluster: update status: %w", err)
+	}
+	return nil
+}

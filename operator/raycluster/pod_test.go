@@ -1,0 +1,63 @@
+package raycluster
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+)
+
+// TestStartCommandAsKubeRayRendersIt pins the rendering of KubeRay's example
+// head (limits cpu=1, memory=2Gi, no params), with goray for ray.
+func TestStartCommandAsKubeRayRendersIt(t *testing.T) {
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "rc", Namespace: "ns"}}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("2Gi")},
+	}}}
+	pod := BuildHeadPod(rc, Options{})
+	want := "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}; goray start --head  --block  --dashboard-agent-listen-port=52365  --dashboard-host=0.0.0.0  --memory=2147483648  --metrics-export-port=8080  --num-cpus=1 "
+	if got := pod.Spec.Containers[0].Args[0]; got != want {
+		t.Errorf("head args\n got %q\nwant %q", got, want)
+	}
+	for _, c := range []struct {
+		params map[string]string
+		want   string
+	}{
+		{map[string]string{"log-color": "true", "include-dashboard": "false", "disable-usage-stats": "true", "no-monitor": "false", "num-cpus": "0"},
+			"goray start  --disable-usage-stats  --include-dashboard=false  --log-color=true  --num-cpus=0 "},
+		{map[string]string{"resources": `'{"TPU":4}'`, "address": "h:6379"}, `goray start  --address=h:6379  --resources='{"TPU":4}' `},
+	} {
+		if got := StartCommand(false, c.params); got != c.want {
+			t.Errorf("StartCommand(%v)\n got %q\nwant %q", c.params, got, c.want)
+		}
+	}
+}
+
+// TestWorkerStartParams: the group's resources and labels fields become
+// flags; container limits fill what the params leave out.
+func TestWorkerStartParams(t *testing.T) {
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "rc", Namespace: "ns"}}
+	g := rayv1.WorkerGroupSpec{GroupName: "gpu", Resources: map[string]string{"CPU": "3", "TPU": "4", "memory": "1Gi"}, Labels: map[string]string{"zone": "a", "acc": "x"}}
+	g.Template.Spec.Containers = []corev1.Container{{Name: "w", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), "nvidia.com/gpu": resource.MustParse("2")},
+	}}}
+	rc.Spec.WorkerGroupSpecs = []rayv1.WorkerGroupSpec{g}
+	pod := BuildWorkerPod(rc, &rc.Spec.WorkerGroupSpecs[0], Options{})
+	args := pod.Spec.Containers[0].Args[0]
+	for _, want := range []string{" --address=rc-head-svc.ns.svc.cluster.local:6379 ", " --num-cpus=3 ", " --num-gpus=2 ", " --memory=1073741824 ",
+		` --resources='{"TPU":4}' `, " --labels=acc=x,zone=a ", " --block ", " --metrics-export-port=8080 "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("worker args %q lack %q", args, want)
+		}
+	}
+	if pod.Labels[LabelGroup] != "gpu" || pod.Labels["zone"] != "a" {
+		t.Errorf("labels %v", pod.Labels)
+	}
+	if len(pod.Spec.InitContainers) != 1 || !strings.Contains(pod.Spec.InitContainers[0].Args[0], "goray health-check --address=rc-head-svc.ns.svc.cluster.local:6379") {
+		t.Errorf("init containers %+v", pod.Spec.InitContainers)
+	}
+}
