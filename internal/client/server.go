@@ -715,6 +715,6 @@ func (ss *session) sendData(req uint64, data []byte, appErr bool) {
 			ss.link.sendNow(m)
 			return
 		}
-		ss.link.queue(m)
+		ss.link.send(m) // the writer sends it: waitRoom needs it on its way
 	}
 }
