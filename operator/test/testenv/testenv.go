@@ -17,12 +17,12 @@ import (
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/scheme"
 )
 
 // Env is a running API server with the goray CRDs.
@@ -53,18 +53,6 @@ func Assets() (string, error) {
 	return strings.TrimSpace(out.String()), nil
 }
 
-// Scheme returns a scheme with the built-in types and ray.io/v1.
-func Scheme() *k8sruntime.Scheme {
-	s := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := rayv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Start starts etcd and kube-apiserver and installs the CRDs of
 // operator/config/crd. Call Stop when done (TestMain).
 func Start() (*Env, error) {
@@ -72,7 +60,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := Scheme()
+	s := scheme.New()
 	e := &envtest.Environment{
 		CRDDirectoryPaths:        []string{filepath.Join(operatorDir(), "config", "crd")},
 		ErrorIfCRDPathMissing:    true,

@@ -1,0 +1,113 @@
+package manager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
+)
+
+func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOperatorReconcilesThroughWatches runs the whole operator (manager,
+// informers, event recorder) against a real API server: a new cluster gets
+// its pods, a replicas change is seen through the watch, a deleted pod is
+// replaced, and an invalid cluster yields a Warning Event in the API.
+func TestOperatorReconcilesThroughWatches(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := env.Client
+
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: "default"}}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
+	g := rayv1.WorkerGroupSpec{GroupName: "g", Replicas: ptr.To[int32](2)}
+	g.Template.Spec.Containers = []corev1.Container{{Name: "w", Image: "goray:test", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}
+	rc.Spec.WorkerGroupSpecs = []rayv1.WorkerGroupSpec{g}
+	if err := c.Create(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	count := func(nodeType string) int {
+		var pods corev1.PodList
+		c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: nodeType})
+		n := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "1 head and 2 workers", 30*time.Second, func() bool { return count("head") == 1 && count("worker") == 2 })
+
+	var cur rayv1.RayCluster
+	c.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
+	cur.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](4)
+	if err := c.Update(ctx, &cur); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "4 workers", 30*time.Second, func() bool { return count("worker") == 4 })
+
+	var pods corev1.PodList
+	c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: "head"})
+	if err := c.Delete(ctx, &pods.Items[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new head pod", 30*time.Second, func() bool {
+		var now corev1.PodList
+		c.List(ctx, &now, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: "head"})
+		return len(now.Items) == 1 && now.Items[0].Name != pods.Items[0].Name
+	})
+	// The cache never made it create twice.
+	time.Sleep(500 * time.Millisecond)
+	if h, w := count("head"), count("worker"); h != 1 || w != 4 {
+		t.Errorf("%d heads, %d workers after settling; want 1 and 4", h, w)
+	}
+
+	bad := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "default"}}
+	bad.Spec.HeadGroupSpec.Template.Spec.Containers = nil
+	bad.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{}
+	if err := c.Create(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "an InvalidRayClusterSpec event", 30*time.Second, func() bool {
+		var evs eventsv1.EventList
+		c.List(ctx, &evs, client.InNamespace("default"))
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "bad" && e.Reason == rayv1.InvalidSpec && e.Type == corev1.EventTypeWarning {
+				return true
+			}
+		}
+		return false
+	})
+}
