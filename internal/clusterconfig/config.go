@@ -203,6 +203,30 @@ var yamlLine = regexp.MustCompile(`^line (\d+): `)
 // legacy layout and validates it. Errors are *Error naming the key and,
 // where it can, the line.
 //
+// validHost reports whether h is an IP address or a host name (RFC 1123:
+// dot-separated labels of letters, digits and inner hyphens, at most 63
+// characters each and 253 in all).
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Defaults (Ray's, with goray for ray): cluster_name "default",
 // max_workers 2 (local provider without coordinator: len(worker_ips)),
 // upscaling_speed 1, idle_timeout_minutes 5, command lists and
@@ -1151,12 +1175,19 @@ func (c *Config) validateProvider() error {
 		} else if p.HeadIP == "" {
 			return verr("provider.head_ip", "provider.head_ip is required by provider.type \"local\"")
 		}
+		for key, h := range map[string]string{"provider.head_ip": p.HeadIP, "provider.external_head_ip": p.ExternalHeadIP} {
+			if h != "" && !validHost(h) {
+				return verr(key, "%s %q: want an IP address or a host name", key, h)
+			}
+		}
 		seen := map[string]bool{}
 		for i, ip := range p.WorkerIPs {
 			key := fmt.Sprintf("provider.worker_ips[%d]", i)
 			switch {
 			case ip == "":
 				return verr(key, "%s is empty", key)
+			case !validHost(ip):
+				return verr(key, "%s %q: want an IP address or a host name", key, ip)
 			case ip == p.HeadIP:
 				return verr(key, "%s: %q is also provider.head_ip", key, ip)
 			case seen[ip]:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/goray/goray/internal/clusterconfig"
@@ -72,8 +73,11 @@ func LoadConfig(path string, o Overrides, useCache bool) (c *clusterconfig.Confi
 	return c, "", nil
 }
 
-// checkLauncher checks what the launcher needs beyond the schema: a key it
-// can read for SSH, and local paths of file mounts that exist.
+// checkLauncher checks what every launcher command needs beyond the
+// schema. Local files (the key, file mount sources) are not checked here:
+// down, exec and the like do not need them; up checks them
+// (CheckLocalFiles) and a missing key fails where SSH is used, naming
+// the file.
 func checkLauncher(c *clusterconfig.Config) error {
 	switch c.Provider.Type {
 	case "local":
@@ -83,9 +87,6 @@ func checkLauncher(c *clusterconfig.Config) error {
 		if c.Auth.SSHPrivateKey == "" {
 			return errors.New("auth.ssh_private_key is required by provider.type \"local\" (the key goray up and the head use to reach the hosts)")
 		}
-		if _, err := runner.NewSSH(runner.SSHConfig{Host: c.Provider.HeadIP, User: c.Auth.SSHUser, KeyPath: c.Auth.SSHPrivateKey}); err != nil {
-			return err
-		}
 	case "process", "docker":
 	default:
 		return fmt.Errorf("provider.type %q: goray up supports local, docker and process", c.Provider.Type)
@@ -93,6 +94,22 @@ func checkLauncher(c *clusterconfig.Config) error {
 	if c.Docker.ContainerName != "" {
 		return fmt.Errorf("docker.container_name %q: goray up does not run setup inside a container on the hosts yet; "+
 			"remove the docker section (with provider.type docker every node already is a container)", c.Docker.ContainerName)
+	}
+	return nil
+}
+
+// CheckLocalFiles checks the files on this machine that goray up copies:
+// the SSH key (a readable private key) and the file mounts' sources.
+func CheckLocalFiles(c *clusterconfig.Config) error {
+	if k := c.Auth.SSHPrivateKey; k != "" {
+		path := runner.HomePath(k, homeDir())
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("auth.ssh_private_key %s: %w", path, errors.Unwrap(err))
+		}
+		if _, err := ssh.ParsePrivateKey(pem); err != nil {
+			return fmt.Errorf("auth.ssh_private_key %s: %w", path, err)
+		}
 	}
 	for remote, l := range c.FileMounts {
 		if _, err := os.Stat(runner.HomePath(l, homeDir())); err != nil {

@@ -76,22 +76,57 @@ func TestConfigCache(t *testing.T) {
 }
 
 func TestLauncherChecksBeforeTouchingAnything(t *testing.T) {
-	dir := t.TempDir()
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"key missing": {"provider: {type: local, head_ip: 10.0.0.1}\nauth: {ssh_user: u, ssh_private_key: " + filepath.Join(dir, "nope") + "}\n",
-			"auth.ssh_private_key"},
 		"no key": {"provider: {type: local, head_ip: 10.0.0.1}\nauth: {ssh_user: u}\n", "auth.ssh_private_key is required"},
 		"coordinator": {"provider: {type: local, coordinator_address: 'h:1'}\nauth: {ssh_user: u, ssh_private_key: x}\n",
 			"coordinator"},
 		"kuberay":        {"provider: {type: kuberay}\n", "goray up supports local, docker and process"},
-		"file mount":     {"provider: {type: process}\nfile_mounts: {~/x: " + filepath.Join(dir, "missing") + "}\n", "file_mounts"},
 		"docker section": {"provider: {type: process}\ndocker: {image: goray:latest, container_name: ray_container}\n", "docker.container_name"},
 		"unknown key":    {"provider: {type: process}\nsetup_comands: []\n", "setup_comands"},
+		"bad head_ip": {"provider: {type: local, head_ip: 'not an ip!'}\nauth: {ssh_user: u, ssh_private_key: x}\n",
+			`provider.head_ip "not an ip!": want an IP address or a host name`},
 	} {
 		_, _, err := LoadConfig(writeConfig(t, tc.yaml), Overrides{}, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want a message with %q", name, err, tc.want)
 		}
+	}
+}
+
+// Local files that only goray up copies (the key, file mount sources) do
+// not stop a config from loading for down, exec and the like; up checks
+// them first, naming the file.
+func TestLocalFilesAreCheckedByUpOnly(t *testing.T) {
+	dir := t.TempDir()
+	key, mount := filepath.Join(dir, "nope"), filepath.Join(dir, "missing")
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"key missing": {"provider: {type: local, head_ip: 10.0.0.1}\nauth: {ssh_user: u, ssh_private_key: " + key + "}\n",
+			"auth.ssh_private_key " + key + ": no such file"},
+		"file mount": {"provider: {type: process}\nfile_mounts: {~/x: " + mount + "}\n", "file_mounts: " + mount + " -> ~/x"},
+		"process with a key": {"provider: {type: process}\nauth: {ssh_user: u, ssh_private_key: " + key + "}\n",
+			"auth.ssh_private_key " + key},
+	} {
+		c, _, err := LoadConfig(writeConfig(t, tc.yaml), Overrides{}, false)
+		if err != nil {
+			t.Errorf("%s: LoadConfig (down, exec): %v", name, err)
+			continue
+		}
+		if err := CheckLocalFiles(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: CheckLocalFiles (up): %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestUsefulCommandsKeepTheClusterName(t *testing.T) {
+	got := UsefulCommands("my dir/c.yaml", "other")
+	for _, want := range []string{"goray exec 'my dir/c.yaml' -n other 'goray status'", "goray attach 'my dir/c.yaml' -n other\n",
+		"goray monitor 'my dir/c.yaml' -n other\n", "goray down 'my dir/c.yaml' -n other\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hints lack %q:\n%s", want, got)
+		}
+	}
+	if got := UsefulCommands("c.yaml", ""); strings.Contains(got, "-n") {
+		t.Errorf("hints without -n:\n%s", got)
 	}
 }
 

@@ -83,9 +83,13 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	cl := &Cluster{Config: c, opts: opts, out: out}
 	switch c.Provider.Type {
 	case "local":
+		// A key that cannot be read fails the commands that need SSH
+		// (all of this provider's: its state is on the head), naming the
+		// file, but not Open.
+		var r runner.Runner
 		r, err := registry.SSHRunner(c, c.Provider.HeadIP)
 		if err != nil {
-			return nil, err
+			r = &failedRunner{host: c.Provider.HeadIP, err: err}
 		}
 		cl.headRunner = r
 		cl.prov, err = local.New(local.Config{ClusterName: c.ClusterName, HeadIP: c.Provider.HeadIP, WorkerIPs: c.Provider.WorkerIPs,
@@ -104,7 +108,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("docker: %w", err)
 		}
 	case "process":
-		cl.tempRoot = node.TempRoot("")
+		cl.tempRoot = ProcessTempRoot(c.ClusterName)
 		cl.prov, err = local.New(local.Config{ClusterName: c.ClusterName, HeadIP: node.DetectNodeIP(""),
 			Store: local.FileStore{Path: statePathLocal(cl.tempRoot, c.ClusterName)}})
 		if err != nil {
@@ -113,6 +117,35 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	return cl, nil
 }
+
+// ProcessTempRoot is the temp root of a process-provider cluster on this
+// machine: $GORAY_TEMP (default /tmp/goray)/<cluster_name>. Every command
+// the launcher runs for the cluster gets it as GORAY_TEMP, so its `goray
+// stop` and `goray status` see only this cluster's nodes.
+func ProcessTempRoot(cluster string) string {
+	return filepath.Join(node.TempRoot(""), cluster)
+}
+
+// failedRunner stands for a host that cannot be reached because its
+// runner could not be made (an unreadable key): every call returns why.
+type failedRunner struct {
+	host string
+	err  error
+}
+
+func (f *failedRunner) Host() string                    { return f.host }
+func (f *failedRunner) Ready(ctx context.Context) error { return f.err }
+func (f *failedRunner) Run(ctx context.Context, cmd string, env map[string]string, out io.Writer) error {
+	return f.err
+}
+func (f *failedRunner) Upload(ctx context.Context, local, remote string, opt runner.SyncOptions) error {
+	return f.err
+}
+func (f *failedRunner) Download(ctx context.Context, remote, local string) error { return f.err }
+func (f *failedRunner) Interactive(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return f.err
+}
+func (f *failedRunner) Close() error { return nil }
 
 // Close releases the provider's connections.
 func (cl *Cluster) Close() error {
@@ -156,7 +189,7 @@ func (cl *Cluster) runnerFor(n provider.Node) (runner.Runner, error) {
 	case "docker":
 		return &runner.Docker{Client: cl.docker, Container: n.ID}, nil
 	}
-	return &runner.Local{}, nil
+	return &runner.Local{Env: []string{"GORAY_TEMP=" + cl.tempRoot}}, nil
 }
 
 // release closes a runner from runnerFor unless it is the shared head one.
@@ -206,6 +239,9 @@ func (cl *Cluster) Up(ctx context.Context, o UpOptions) error {
 		return errors.New("--no-restart and --restart-only exclude each other")
 	}
 	c := cl.Config
+	if err := CheckLocalFiles(c); err != nil {
+		return fmt.Errorf("%s: %w", cl.opts.ConfigPath, err)
+	}
 	start := time.Now()
 	cl.printf("Cluster: %s (provider %s)\n", c.ClusterName, c.Provider.Type)
 	if cl.headRunner != nil {
@@ -227,6 +263,7 @@ func (cl *Cluster) Up(ctx context.Context, o UpOptions) error {
 		return err
 	}
 	var head *provider.Node
+	created := false
 	if len(heads) > 0 {
 		h := heads[0]
 		head = &h
@@ -258,8 +295,10 @@ func (cl *Cluster) Up(ctx context.Context, o UpOptions) error {
 			},
 		})
 		if err != nil {
+			cl.cleanupFailedCreate(ctx)
 			return fmt.Errorf("create the head node: %w", err)
 		}
+		created = true
 		deadline := time.Now().Add(50 * time.Second)
 		for head == nil {
 			hs, err := cl.prov.NonTerminatedNodes(ctx, map[string]string{provider.TagNodeKind: provider.KindHead})
@@ -288,15 +327,18 @@ func (cl *Cluster) Up(ctx context.Context, o UpOptions) error {
 		return err
 	}
 	defer cleanup()
+	// A node created now starts with the tags it was created with:
+	// uninitialized, no runtime hash, so it is set up in full. An
+	// existing docker head keeps its setup hashes in a file (container
+	// labels cannot change).
 	tags := head.Tags
-	if tags[provider.TagRuntimeConfig] == "" { // providers that keep no tags (docker)
+	if !created && c.Provider.Type == "docker" && tags[provider.TagRuntimeConfig] == "" {
 		tags = cl.savedTags(ctx, r, tags)
 	}
-	plan := updater.HeadPlan(c)
 	u := &updater.Updater{
 		Provider: cl.prov, NodeID: head.ID, Runner: r, Tags: tags,
 		FileMounts: mounts, Sync: runner.SyncOptions{Exclude: c.RsyncExclude, FilterFiles: c.RsyncFilter},
-		InitCommands: plan.Init, SetupCommands: plan.Setup, StartCommands: plan.Start,
+		Plan: updater.HeadPlan(c),
 		Env: map[string]string{
 			"RAY_HEAD_IP": head.InternalIP, "GORAY_HEAD_IP": head.InternalIP,
 			provider.EnvInstanceID: head.ID, provider.EnvNodeTypeName: c.HeadNodeType,
@@ -314,10 +356,35 @@ func (cl *Cluster) Up(ctx context.Context, o UpOptions) error {
 			return err
 		}
 	}
-	cl.printf("\nCluster %s is up (%.1fs). Useful commands:\n", c.ClusterName, time.Since(start).Seconds())
-	cfgArg := runner.Quote(cl.opts.ConfigPath)
-	cl.printf("  goray exec %s 'goray status'\n  goray attach %s\n  goray monitor %s\n  goray down %s\n", cfgArg, cfgArg, cfgArg, cfgArg)
+	cl.printf("\nCluster %s is up (%.1fs). Useful commands:\n%s", c.ClusterName, time.Since(start).Seconds(),
+		UsefulCommands(cl.opts.ConfigPath, cl.opts.Overrides.ClusterName))
 	return nil
+}
+
+// UsefulCommands are the hints printed after up: the config and, when -n
+// overrode the cluster name, -n NAME, so they act on the same cluster.
+func UsefulCommands(configPath, nameOverride string) string {
+	arg := runner.Quote(configPath)
+	if nameOverride != "" {
+		arg += " -n " + runner.Quote(nameOverride)
+	}
+	return fmt.Sprintf("  goray exec %s 'goray status'\n  goray attach %s\n  goray monitor %s\n  goray down %s\n", arg, arg, arg, arg)
+}
+
+// cleanupFailedCreate removes what up made before creating the head
+// failed (the docker provider's network), when the cluster has no node.
+func (cl *Cluster) cleanupFailedCreate(ctx context.Context) {
+	cleaner, ok := cl.prov.(provider.Cleaner)
+	if !ok {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if nodes, err := cl.prov.NonTerminatedNodes(ctx, nil); err != nil || len(nodes) > 0 {
+		return
+	}
+	if err := cleaner.Cleanup(ctx); err != nil {
+		cl.printf("Removing what goray up created for the cluster: %v\n", err)
+	}
 }
 
 // headMounts returns the head's file mounts: the config's plus the
@@ -380,7 +447,7 @@ func (cl *Cluster) savedTags(ctx context.Context, r runner.Runner, tags map[stri
 }
 
 func (cl *Cluster) saveTags(ctx context.Context, r runner.Runner, u *updater.Updater) {
-	if u.RestartOnly || (u.UpToDate() && cl.Config.Provider.Type != "docker") {
+	if u.RestartOnly || cl.Config.Provider.Type != "docker" {
 		return
 	}
 	content := provider.TagRuntimeConfig + "=" + u.RuntimeHash + "\n" + updater.TagFileMountsContents + "=" + u.FileMountsHash + "\n"
@@ -418,8 +485,10 @@ type DownOptions struct {
 }
 
 // Down stops goray on the nodes and terminates them (Ray's
-// teardown_cluster). Hosts that cannot be reached are reported and
-// skipped; it fails only when the provider itself fails.
+// teardown_cluster). It does what it can: a host it cannot reach or a
+// node list it cannot read does not stop it from cleaning the rest. What
+// it could not do is listed at the end and makes it fail, since nodes of
+// the cluster may then still run.
 func (cl *Cluster) Down(ctx context.Context, o DownOptions) error {
 	c := cl.Config
 	what := "the cluster " + c.ClusterName
@@ -429,104 +498,143 @@ func (cl *Cluster) Down(ctx context.Context, o DownOptions) error {
 	if err := cl.confirm("This destroys " + what + ". Continue?"); err != nil {
 		return err
 	}
-	var errs []error
-	var stopped []string
-	head, herr := cl.Head(ctx)
-	if herr != nil && !errors.Is(herr, ErrNoHead) {
-		cl.printf("Cannot read the cluster's nodes: %v\n", herr)
+	if o.WorkersOnly && c.Provider.Type == "process" {
+		return errors.New("--workers-only: the process provider's workers are processes of the head's autoscaler, which the launcher " +
+			"cannot terminate on their own; goray down without --workers-only stops them with the head")
 	}
+	var problems []string
+	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	stopped := map[string]bool{} // nodes goray was stopped on, or tried
+	head, herr := cl.Head(ctx)
+	listed := herr == nil || errors.Is(herr, ErrNoHead)
+	if !listed {
+		cl.printf("Cannot read the cluster's nodes: %v\n", herr)
+		problem("the cluster's node list could not be read, so no node was marked terminated: %v", herr)
+	}
+	headDown := false
 	if !o.WorkersOnly && herr == nil {
 		cl.printf("Stopping goray on the head %s\n", head.ID)
-		cl.stopGoray(ctx, head)
-		stopped = append(stopped, head.ID)
+		if err := cl.stopGoray(ctx, head); err != nil {
+			problem("goray could not be stopped on the head %s, so it may still run there (and relaunch workers): %v", head.ID, err)
+		}
+		stopped[head.ID] = true
 	}
-	workers, werr := cl.prov.NonTerminatedNodes(ctx, map[string]string{provider.TagNodeKind: provider.KindWorker})
-	if werr != nil && herr == nil {
-		errs = append(errs, werr)
-	}
-	if o.KeepMinWorkers {
-		workers = dropMinWorkers(c, workers)
+	var workers []provider.Node
+	kept := 0
+	if listed {
+		all, err := cl.prov.NonTerminatedNodes(ctx, map[string]string{provider.TagNodeKind: provider.KindWorker})
+		if err != nil {
+			problem("the worker nodes could not be listed: %v", err)
+		}
+		workers = all
+		if o.KeepMinWorkers {
+			workers = dropMinWorkers(c, all)
+			kept = len(all) - len(workers)
+		}
 	}
 	if len(workers) > 0 {
 		cl.printf("Terminating %d worker node(s)\n", len(workers))
-		if err := cl.stopAndTerminate(ctx, workers); err != nil {
-			errs = append(errs, err)
-		}
+		var ids []string
 		for _, w := range workers {
-			stopped = append(stopped, w.ID)
+			if c.Provider.Type != "docker" { // the provider stops containers
+				if err := cl.stopGoray(ctx, w); err != nil {
+					problem("goray could not be stopped on the worker %s, so it may still run there: %v", w.ID, err)
+				}
+			}
+			stopped[w.ID] = true
+			ids = append(ids, w.ID)
+		}
+		if err := cl.prov.TerminateNodes(ctx, ids); err != nil {
+			problem("the worker nodes %v could not be terminated: %v", ids, err)
 		}
 	}
 	if !o.WorkersOnly && herr == nil {
 		cl.printf("Terminating the head node %s\n", head.ID)
 		if err := cl.prov.TerminateNodes(ctx, []string{head.ID}); err != nil {
-			errs = append(errs, err)
+			problem("the head node %s could not be terminated: %v", head.ID, err)
+		} else {
+			headDown = true
 		}
 	}
 	// Wait until the provider lists none of them.
 	deadline := time.Now().Add(60 * time.Second)
-	for len(errs) == 0 {
+	for listed && len(problems) == 0 && !o.WorkersOnly && !o.KeepMinWorkers {
+		// (with --workers-only the head's autoscaler may launch workers
+		// again, as in Ray)
 		left, err := cl.prov.NonTerminatedNodes(ctx, nil)
 		if err != nil {
+			problem("the cluster's nodes could not be listed after terminating them: %v", err)
 			break
 		}
 		var ids []string
 		for _, n := range left {
-			if !o.WorkersOnly || n.Tags[provider.TagNodeKind] == provider.KindWorker {
-				if !(o.KeepMinWorkers && !contains(stopped, n.ID)) {
-					ids = append(ids, n.ID)
-				}
-			}
+			ids = append(ids, n.ID)
 		}
 		if len(ids) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			errs = append(errs, fmt.Errorf("nodes still listed after 60s: %v", ids))
+			problem("nodes still listed 60s after terminating them: %v", ids)
 			break
-		}
-		if o.WorkersOnly || o.KeepMinWorkers {
-			break // the head's autoscaler may launch workers again
 		}
 		cl.prov.TerminateNodes(ctx, ids)
 		time.Sleep(time.Second)
 	}
 	switch c.Provider.Type {
 	case "local":
-		// Hosts the state did not list (or could not be read): stop
-		// goray there too, so nothing of the cluster runs afterwards.
+		// Hosts the node list did not show (or that could not be read):
+		// stop goray there too, so nothing of the cluster runs afterwards.
 		ips := append([]string{}, c.Provider.WorkerIPs...)
 		if !o.WorkersOnly {
 			ips = append([]string{c.Provider.HeadIP}, ips...)
 		}
 		for _, ip := range ips {
-			if contains(stopped, ip) || o.KeepMinWorkers {
+			if stopped[ip] || o.KeepMinWorkers {
 				continue
 			}
-			cl.stopGoray(ctx, provider.Node{ID: ip, InternalIP: ip, ExternalIP: ip})
+			err := cl.stopGoray(ctx, provider.Node{ID: ip, InternalIP: ip, ExternalIP: ip})
+			if err != nil && !listed {
+				problem("goray could not be stopped on %s, so it may still run there: %v", ip, err)
+			}
 		}
 	case "docker":
 		if !o.WorkersOnly {
 			if cleaner, ok := cl.prov.(provider.Cleaner); ok {
 				if err := cleaner.Cleanup(ctx); err != nil {
-					errs = append(errs, err)
+					problem("the cluster's containers and network could not be removed: %v", err)
 				}
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if len(problems) > 0 {
+		cl.printf("\nCluster %s was NOT fully torn down:\n", c.ClusterName)
+		for _, p := range problems {
+			cl.printf("  - %s\n", p)
+		}
+		return fmt.Errorf("goray down: cluster %s: %d thing(s) could not be done (listed above); nodes of the cluster may still run", c.ClusterName, len(problems))
 	}
-	cl.printf("Cluster %s: %s terminated.\n", c.ClusterName, map[bool]string{true: "worker nodes", false: "all nodes"}[o.WorkersOnly])
-	return nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
+	var done []string
+	if headDown {
+		done = append(done, "the head node")
+	}
+	if len(workers) > 0 || !o.WorkersOnly && headDown {
+		done = append(done, fmt.Sprintf("%d worker node(s)", len(workers)))
+	}
+	msg := "terminated " + strings.Join(done, " and ")
+	if len(done) == 0 {
+		msg = "no node was running, nothing to terminate"
+		if o.WorkersOnly {
+			msg = "no worker node was running, nothing to terminate"
+		}
+		if kept > 0 {
+			msg = "terminated no worker node"
 		}
 	}
-	return false
+	if kept > 0 {
+		msg += fmt.Sprintf(", kept %d worker node(s) (--keep-min-workers: min_workers)", kept)
+	}
+	cl.printf("Cluster %s: %s.\n", c.ClusterName, msg)
+	return nil
 }
 
 // dropMinWorkers removes from workers min_workers random nodes per type,
@@ -550,13 +658,13 @@ func dropMinWorkers(c *clusterconfig.Config, workers []provider.Node) []provider
 	return out
 }
 
-// stopGoray runs `goray stop` on a node, reporting (not failing on) a
-// node that cannot be reached.
-func (cl *Cluster) stopGoray(ctx context.Context, n provider.Node) {
+// stopGoray runs `goray stop` on a node, printing the outcome; the error
+// says why goray could not be stopped there.
+func (cl *Cluster) stopGoray(ctx context.Context, n provider.Node) error {
 	r, err := cl.runnerFor(n)
 	if err != nil {
 		cl.printf("  [%s] cannot stop goray: %v\n", n.ID, err)
-		return
+		return err
 	}
 	defer cl.release(r)
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -564,22 +672,26 @@ func (cl *Cluster) stopGoray(ctx context.Context, n provider.Node) {
 	var out bytes.Buffer
 	if err := r.Run(sctx, "goray stop", nil, &out); err != nil {
 		cl.printf("  [%s] goray stop: %v %s\n", n.ID, err, strings.TrimSpace(out.String()))
-		return
+		return err
 	}
 	cl.printf("  [%s] %s\n", n.ID, strings.TrimSpace(out.String()))
+	return nil
 }
 
 // stopAndTerminate stops goray on nodes (not needed for containers, which
 // the provider stops) and terminates them.
 func (cl *Cluster) stopAndTerminate(ctx context.Context, nodes []provider.Node) error {
 	var ids []string
+	var errs []error
 	for _, n := range nodes {
 		if cl.Config.Provider.Type != "docker" {
-			cl.stopGoray(ctx, n)
+			if err := cl.stopGoray(ctx, n); err != nil {
+				errs = append(errs, fmt.Errorf("stop goray on %s: %w", n.ID, err))
+			}
 		}
 		ids = append(ids, n.ID)
 	}
-	return cl.prov.TerminateNodes(ctx, ids)
+	return errors.Join(append(errs, cl.prov.TerminateNodes(ctx, ids))...)
 }
 
 // ExecOptions are goray exec's flags.

@@ -2,6 +2,9 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"os"
@@ -10,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 func TestQuoteAndScript(t *testing.T) {
@@ -111,5 +116,40 @@ func TestNewSSHRejectsBadKeys(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrPermanent) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// A host name that does not resolve is not retried, and its message says
+// "ssh:" once.
+func TestSSHUnknownHostIsPermanent(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "id")
+	writeTestKey(t, key)
+	s, err := NewSSH(SSHConfig{Host: "no-such-host.invalid", User: "u", KeyPath: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Ready(context.Background())
+	if err == nil || !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "no such host") || strings.Contains(err.Error(), "ssh: ssh:") {
+		t.Fatalf("Ready: %v (want a permanent error saying no such host)", err)
+	}
+	_, err = NewSSH(SSHConfig{Host: "10.0.0.1", User: "u", KeyPath: key + ".missing"})
+	if err == nil || !strings.Contains(err.Error(), key+".missing") || !strings.Contains(err.Error(), "10.0.0.1") {
+		t.Fatalf("missing key: %v (want the file and the host named)", err)
+	}
+}
+
+func writeTestKey(t *testing.T, path string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

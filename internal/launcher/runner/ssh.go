@@ -86,7 +86,7 @@ func NewSSH(cfg SSHConfig) (*SSH, error) {
 	keyPath := HomePath(cfg.KeyPath, localHome())
 	pem, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("auth.ssh_private_key: %w", err))
+		return nil, Permanent(fmt.Errorf("auth.ssh_private_key %s (needed to reach %s over SSH): %w", keyPath, cfg.Host, pathErr(err)))
 	}
 	if s.signer, err = ssh.ParsePrivateKey(pem); err != nil {
 		return nil, Permanent(fmt.Errorf("auth.ssh_private_key %s: %w", keyPath, err))
@@ -101,6 +101,24 @@ func NewSSH(cfg SSHConfig) (*SSH, error) {
 }
 
 func (s *SSH) Host() string { return s.cfg.Host }
+
+// pathErr drops the path of an *fs.PathError (the message names it).
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// sshError prefixes err with the host and "ssh: ", unless the message
+// already starts with "ssh: " (golang.org/x/crypto/ssh's do).
+func (s *SSH) sshError(err error) error {
+	if strings.HasPrefix(err.Error(), "ssh: ") {
+		return fmt.Errorf("%s: %w", s.cfg.Host, err)
+	}
+	return fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+}
 
 func (s *SSH) addr() string { return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)) }
 
@@ -122,7 +140,13 @@ func (s *SSH) conn(ctx context.Context) (*ssh.Client, error) {
 		c, err = d.DialContext(ctx, "tcp", s.addr())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			// A name that does not resolve will not start to while we
+			// retry: say so at once.
+			return nil, Permanent(fmt.Errorf("%s: ssh: %w", s.cfg.Host, err))
+		}
+		return nil, s.sshError(err)
 	}
 	c.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	cc, chans, reqs, err := ssh.NewClientConn(c, s.addr(), &ssh.ClientConfig{
@@ -132,10 +156,17 @@ func (s *SSH) conn(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		c.Close()
 		var kerr *knownhosts.KeyError
-		if strings.Contains(err.Error(), "unable to authenticate") || errors.As(err, &kerr) {
-			return nil, Permanent(fmt.Errorf("%s: ssh as %s with key %s rejected: %w", s.cfg.Host, s.cfg.User, s.cfg.KeyPath, err))
+		switch {
+		case errors.As(err, &kerr) && len(kerr.Want) > 0:
+			return nil, Permanent(fmt.Errorf("%s: the host key of %s does not match the one in the known_hosts file %s (GORAY_SSH_KNOWN_HOSTS): %w",
+				s.cfg.Host, s.cfg.Host, s.cfg.KnownHostsFile, err))
+		case errors.As(err, &kerr):
+			return nil, Permanent(fmt.Errorf("%s: the host key of %s is not in the known_hosts file %s (GORAY_SSH_KNOWN_HOSTS): %w",
+				s.cfg.Host, s.cfg.Host, s.cfg.KnownHostsFile, err))
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, Permanent(fmt.Errorf("%s: the host refused login as %s with the key %s: %w", s.cfg.Host, s.cfg.User, s.cfg.KeyPath, err))
 		}
-		return nil, fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+		return nil, s.sshError(err)
 	}
 	c.SetDeadline(time.Time{})
 	s.client = ssh.NewClient(cc, chans, reqs)
@@ -180,7 +211,7 @@ func (s *SSH) Ready(ctx context.Context) error {
 	}
 	defer sess.Close()
 	if err := sess.Run("true"); err != nil {
-		return fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+		return s.sshError(err)
 	}
 	return nil
 }
@@ -212,7 +243,7 @@ func (s *SSH) raw(ctx context.Context, line string, stdin io.Reader, out io.Writ
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", s.cfg.Host, ctx.Err())
 	case err != nil:
-		return fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+		return s.sshError(err)
 	}
 	return nil
 }
@@ -553,7 +584,7 @@ func (s *SSH) Interactive(ctx context.Context, cmd string, stdin io.Reader, stdo
 		if errors.As(err, &missing) {
 			return nil
 		}
-		return fmt.Errorf("%s: ssh: %w", s.cfg.Host, err)
+		return s.sshError(err)
 	}
 	return nil
 }

@@ -36,13 +36,19 @@ const (
 	TagFileMountsContents = "ray-file-mounts-contents"
 )
 
-// Step names used in messages.
+// Step names used in messages. A failing command list is named by its
+// config key (Plan's InitKey, RoleSetupKey, StartKey), e.g.
+// worker_setup_commands or available_node_types.gpu.worker_setup_commands.
 const (
-	StepWait  = StatusWaitingForSSH
-	StepSync  = StatusSyncingFiles
-	StepInit  = "initialization_commands"
-	StepSetup = "setup_commands"
-	StepStart = "start_ray_commands"
+	StepWait = StatusWaitingForSSH
+	// StepWaitHost is the wait step of runners that use no SSH (docker
+	// exec, a local shell); the ray-node-status tag still says
+	// waiting-for-ssh, Ray's value.
+	StepWaitHost = "waiting-for-host"
+	StepSync     = StatusSyncingFiles
+	StepInit     = "initialization_commands"
+	StepSetup    = "setup_commands"
+	StepStart    = "start_ray_commands"
 )
 
 // Updater updates one node.
@@ -58,10 +64,11 @@ type Updater struct {
 	SyncedFiles []string
 	Sync        runner.SyncOptions
 
-	InitCommands  []string // initialization_commands (the type's, else the global ones)
-	SetupCommands []string // setup_commands then head_ or worker_setup_commands
-	StartCommands []string // head_ or worker_start_ray_commands
-	Env           map[string]string
+	// Plan is the node's command lists: initialization, setup_commands,
+	// head_ or worker_setup_commands, start commands, with the config
+	// keys that name them in messages.
+	Plan Plan
+	Env  map[string]string
 
 	// RuntimeHash and FileMountsHash are the node's target; when its tags
 	// carry both already, setup is skipped (Ray's "already up to date").
@@ -138,14 +145,24 @@ func (u *Updater) Run(ctx context.Context) error {
 	return err
 }
 
+// WaitStep is the name of the wait step for a runner: waiting-for-ssh
+// over SSH, else waiting-for-host.
+func WaitStep(r runner.Runner) string {
+	if _, ok := r.(*runner.SSH); ok {
+		return StepWait
+	}
+	return StepWaitHost
+}
+
 func (u *Updater) run(ctx context.Context) error {
 	host := u.Runner.Host()
 	u.tag(ctx, map[string]string{provider.TagNodeStatus: StatusWaitingForSSH})
-	u.printf("  [%s] waiting-for-ssh\n", host)
+	u.printf("  [%s] %s\n", host, WaitStep(u.Runner))
 	if err := u.Wait(ctx); err != nil {
-		return &StepError{Host: host, Step: StepWait, Err: err}
+		return &StepError{Host: host, Step: WaitStep(u.Runner), Err: err}
 	}
 	setup := !u.RestartOnly && !u.UpToDate()
+	p := u.Plan
 	if !setup && !u.RestartOnly {
 		u.printf("  [%s] configuration already up to date, skipping file mounts, initialization and setup commands\n", host)
 	}
@@ -155,16 +172,19 @@ func (u *Updater) run(ctx context.Context) error {
 			return err
 		}
 		u.tag(ctx, map[string]string{provider.TagNodeStatus: StatusSettingUp})
-		if err := u.runAll(ctx, StepInit, u.InitCommands); err != nil {
+		if err := u.runAll(ctx, or(p.InitKey, StepInit), p.Init); err != nil {
 			return err
 		}
-		if err := u.runAll(ctx, StepSetup, u.SetupCommands); err != nil {
+		if err := u.runAll(ctx, StepSetup, p.Setup); err != nil {
+			return err
+		}
+		if err := u.runAll(ctx, or(p.RoleSetupKey, "head_setup_commands"), p.RoleSetup); err != nil {
 			return err
 		}
 	}
 	if !u.NoRestart {
 		u.tag(ctx, map[string]string{provider.TagNodeStatus: StatusSettingUp})
-		if err := u.runAll(ctx, StepStart, u.StartCommands); err != nil {
+		if err := u.runAll(ctx, or(p.StartKey, StepStart), p.Start); err != nil {
 			return err
 		}
 	}
@@ -178,8 +198,16 @@ func (u *Updater) run(ctx context.Context) error {
 	return nil
 }
 
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 // Wait polls the runner's Ready until it succeeds, fails permanently or
-// times out (the waiting-for-ssh step).
+// the timeout has passed (the waiting-for-ssh step): the last try is made
+// at the deadline, and the error says how long it really waited.
 func (u *Updater) Wait(ctx context.Context) error {
 	timeout, interval := u.WaitTimeout, u.WaitInterval
 	if timeout <= 0 {
@@ -188,7 +216,8 @@ func (u *Updater) Wait(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for {
 		err := u.Runner.Ready(ctx)
 		if err == nil {
@@ -197,16 +226,29 @@ func (u *Updater) Wait(ctx context.Context) error {
 		if errors.Is(err, runner.ErrPermanent) {
 			return err
 		}
-		if time.Now().Add(interval).After(deadline) {
-			return fmt.Errorf("not reachable within %s: %w", timeout, err)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("not reachable after %s (timeout %s): %w", roundDuration(time.Since(start)), timeout, err)
 		}
-		u.printf("  [%s] not ready yet (%v), retrying in %s\n", u.Runner.Host(), err, interval)
+		pause := min(interval, left)
+		u.printf("  [%s] not ready yet (%v), retrying in %s\n", u.Runner.Host(), err, roundDuration(pause))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(pause):
 		}
 	}
+}
+
+// roundDuration rounds for messages: 8.004s -> 8s, 30.4ms -> 30ms.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func (u *Updater) syncFiles(ctx context.Context) error {
@@ -316,19 +358,34 @@ func homeDir() string {
 	return h
 }
 
-// Plan is the commands of one node of a config.
+// Plan is the commands of one node of a config, run in this order, and
+// the config keys they come from (for messages).
 type Plan struct {
-	Init, Setup, Start []string
+	Init      []string // initialization_commands (the type's, else the global ones)
+	Setup     []string // setup_commands
+	RoleSetup []string // head_setup_commands or worker_setup_commands
+	Start     []string // head_ or worker_start_ray_commands
+
+	InitKey, RoleSetupKey, StartKey string
+}
+
+// Commands lists every command of the plan in order.
+func (p Plan) Commands() []string {
+	var out []string
+	for _, l := range [][]string{p.Init, p.Setup, p.RoleSetup, p.Start} {
+		out = append(out, l...)
+	}
+	return out
 }
 
 // HeadPlan returns the head's commands: initialization_commands (the head
-// type's, else the global ones), setup_commands + head_setup_commands,
+// type's, else the global ones), setup_commands, head_setup_commands,
 // head_start_ray_commands.
 func HeadPlan(c *clusterconfig.Config) Plan {
+	init, initKey := initCommands(c, c.HeadNodeType)
 	return Plan{
-		Init:  initCommands(c, c.HeadNodeType),
-		Setup: concat(c.SetupCommands, c.HeadSetupCommands),
-		Start: c.HeadStartRayCommands,
+		Init: init, Setup: c.SetupCommands, RoleSetup: c.HeadSetupCommands, Start: c.HeadStartRayCommands,
+		InitKey: initKey, RoleSetupKey: "head_setup_commands", StartKey: "head_start_ray_commands",
 	}
 }
 
@@ -336,23 +393,22 @@ func HeadPlan(c *clusterconfig.Config) Plan {
 // worker_setup_commands of its type where set (they replace the global
 // ones, as in Ray), setup_commands first, worker_start_ray_commands.
 func WorkerPlan(c *clusterconfig.Config, nodeType string) Plan {
-	ws := c.WorkerSetupCommands
+	ws, wsKey := c.WorkerSetupCommands, "worker_setup_commands"
 	if nt := c.AvailableNodeTypes[nodeType]; nt != nil && nt.WorkerSetupCommands != nil {
-		ws = nt.WorkerSetupCommands
+		ws, wsKey = nt.WorkerSetupCommands, "available_node_types."+nodeType+".worker_setup_commands"
 	}
-	return Plan{Init: initCommands(c, nodeType), Setup: concat(c.SetupCommands, ws), Start: c.WorkerStartRayCommands}
+	init, initKey := initCommands(c, nodeType)
+	return Plan{
+		Init: init, Setup: c.SetupCommands, RoleSetup: ws, Start: c.WorkerStartRayCommands,
+		InitKey: initKey, RoleSetupKey: wsKey, StartKey: "worker_start_ray_commands",
+	}
 }
 
-func initCommands(c *clusterconfig.Config, nodeType string) []string {
+func initCommands(c *clusterconfig.Config, nodeType string) ([]string, string) {
 	if nt := c.AvailableNodeTypes[nodeType]; nt != nil && nt.InitializationCommands != nil {
-		return nt.InitializationCommands
+		return nt.InitializationCommands, "available_node_types." + nodeType + ".initialization_commands"
 	}
-	return c.InitializationCommands
-}
-
-func concat(a, b []string) []string {
-	out := make([]string, 0, len(a)+len(b))
-	return append(append(out, a...), b...)
+	return c.InitializationCommands, StepInit
 }
 
 // WorkerEnv is the environment of a worker's commands: the head's IP as

@@ -71,12 +71,11 @@ func (t *tagLog) SetNodeTags(ctx context.Context, id string, tags map[string]str
 func newUpdater(r *fakeRunner, p *tagLog) *Updater {
 	return &Updater{
 		Provider: p, NodeID: "n1", Runner: r,
-		FileMounts:    map[string]string{"~/b": "/src/b", "~/a": "/src/a"},
-		InitCommands:  []string{"init1"},
-		SetupCommands: []string{"setup1", "setup2"},
-		StartCommands: []string{"goray stop", "goray start --head"},
-		Env:           map[string]string{"RAY_HEAD_IP": "10.0.0.9"},
-		RuntimeHash:   "rt", FileMountsHash: "fm",
+		FileMounts: map[string]string{"~/b": "/src/b", "~/a": "/src/a"},
+		Plan: Plan{Init: []string{"init1"}, Setup: []string{"setup1"}, RoleSetup: []string{"setup2"},
+			Start: []string{"goray stop", "goray start --head"}},
+		Env:         map[string]string{"RAY_HEAD_IP": "10.0.0.9"},
+		RuntimeHash: "rt", FileMountsHash: "fm",
 		WaitInterval: time.Millisecond, WaitTimeout: time.Second,
 	}
 }
@@ -146,10 +145,10 @@ func TestUpdaterFailureNamesHostStepAndCommand(t *testing.T) {
 	u.Env = nil
 	err := u.Run(context.Background())
 	var se *StepError
-	if !errors.As(err, &se) || se.Host != "10.0.0.9" || se.Step != StepSetup || se.Cmd != "setup2" || se.Output != "no such package" {
+	if !errors.As(err, &se) || se.Host != "10.0.0.9" || se.Step != "head_setup_commands" || se.Cmd != "setup2" || se.Output != "no such package" {
 		t.Fatalf("error %#v", err)
 	}
-	for _, want := range []string{"10.0.0.9", "setup_commands", `"setup2"`, "exit status 4", "no such package"} {
+	for _, want := range []string{"10.0.0.9: head_setup_commands failed", `"setup2"`, "exit status 4", "no such package"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q lacks %q", err, want)
 		}
@@ -167,7 +166,7 @@ func TestUpdaterWaitGivesUpOnPermanentErrorsAndTimeouts(t *testing.T) {
 	u := newUpdater(r, &tagLog{})
 	err := u.Run(context.Background())
 	var se *StepError
-	if !errors.As(err, &se) || se.Step != StepWait || len(r.events) != 1 {
+	if !errors.As(err, &se) || se.Step != StepWaitHost || len(r.events) != 1 {
 		t.Fatalf("permanent error: %v after %v", err, r.events)
 	}
 	r = &fakeRunner{}
@@ -176,8 +175,13 @@ func TestUpdaterWaitGivesUpOnPermanentErrorsAndTimeouts(t *testing.T) {
 	}
 	u = newUpdater(r, &tagLog{})
 	u.WaitTimeout = 30 * time.Millisecond
-	if err := u.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "waiting-for-ssh failed: not reachable within 30ms") {
+	start := time.Now()
+	err = u.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "waiting-for-host failed: not reachable after ") || !strings.Contains(err.Error(), "(timeout 30ms)") {
 		t.Fatalf("timeout: %v", err)
+	}
+	if took := time.Since(start); took < 30*time.Millisecond {
+		t.Fatalf("gave up after %s, before the 30ms timeout", took)
 	}
 }
 
@@ -201,15 +205,18 @@ head_node_type: head
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := HeadPlan(c); !reflect.DeepEqual(p, Plan{Init: []string{"init-global"}, Setup: []string{"setup", "head-setup"},
-		Start: []string{"goray stop", "goray start --head --port=6379 --autoscaling-config=~/goray_bootstrap_config.yaml"}}) {
+	if p := HeadPlan(c); !reflect.DeepEqual(p, Plan{Init: []string{"init-global"}, Setup: []string{"setup"}, RoleSetup: []string{"head-setup"},
+		Start:   []string{"goray stop", "goray start --head --port=6379 --autoscaling-config=~/goray_bootstrap_config.yaml"},
+		InitKey: "initialization_commands", RoleSetupKey: "head_setup_commands", StartKey: "head_start_ray_commands"}) {
 		t.Fatalf("head plan %+v", p)
 	}
-	if p := WorkerPlan(c, "small"); !reflect.DeepEqual(p.Setup, []string{"setup", "worker-setup-global"}) || !reflect.DeepEqual(p.Init, []string{"init-global"}) ||
+	if p := WorkerPlan(c, "small"); !reflect.DeepEqual(p.Setup, []string{"setup"}) || !reflect.DeepEqual(p.RoleSetup, []string{"worker-setup-global"}) ||
+		!reflect.DeepEqual(p.Init, []string{"init-global"}) || p.RoleSetupKey != "worker_setup_commands" || p.StartKey != "worker_start_ray_commands" ||
 		!reflect.DeepEqual(p.Start, []string{"goray stop", "goray start --address=$RAY_HEAD_IP:6379"}) {
 		t.Fatalf("small plan %+v", p)
 	}
-	if p := WorkerPlan(c, "big"); !reflect.DeepEqual(p.Setup, []string{"setup", "big-setup"}) || !reflect.DeepEqual(p.Init, []string{"big-init"}) {
+	if p := WorkerPlan(c, "big"); !reflect.DeepEqual(p.RoleSetup, []string{"big-setup"}) || !reflect.DeepEqual(p.Init, []string{"big-init"}) ||
+		p.RoleSetupKey != "available_node_types.big.worker_setup_commands" || p.InitKey != "available_node_types.big.initialization_commands" {
 		t.Fatalf("big plan %+v (per-type lists replace the global ones)", p)
 	}
 	env := WorkerEnv("10.0.0.1", "10.0.0.2", "big", "tok", map[string]float64{"CPU": 8, "GPU": 1})
@@ -219,5 +226,46 @@ head_node_type: head
 		`goray start --address=$RAY_HEAD_IP:6379`
 	if script != want {
 		t.Fatalf("rendered\n%s\nwant\n%s", script, want)
+	}
+}
+
+// A failing command is reported under the config key it comes from, with
+// real shells on this machine: worker_setup_commands (global or the
+// type's), not setup_commands; and a runner without SSH waits for its
+// host, not for SSH.
+func TestUpdaterNamesTheFailingKey(t *testing.T) {
+	c, err := clusterconfig.Parse([]byte(`
+provider: {type: process}
+setup_commands: [echo common-setup]
+worker_setup_commands: [echo global-worker-setup; exit 3]
+head_setup_commands: [exit 4]
+available_node_types:
+  head: {node_config: {}, resources: {}}
+  small: {node_config: {}, resources: {CPU: 1}}
+  big: {node_config: {}, resources: {CPU: 8}, worker_setup_commands: [exit 5]}
+head_node_type: head
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", t.TempDir())
+	for _, tc := range []struct {
+		plan Plan
+		want string
+	}{
+		{WorkerPlan(c, "small"), `localhost: worker_setup_commands failed running "echo global-worker-setup; exit 3": exit status 3`},
+		{WorkerPlan(c, "big"), `localhost: available_node_types.big.worker_setup_commands failed running "exit 5": exit status 5`},
+		{HeadPlan(c), `localhost: head_setup_commands failed running "exit 4": exit status 4`},
+	} {
+		var out strings.Builder
+		u := &Updater{Runner: &runner.Local{}, Plan: tc.plan, Out: &out}
+		err := u.Run(context.Background())
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+		if !strings.Contains(out.String(), "common-setup") || !strings.Contains(out.String(), "[localhost] waiting-for-host") ||
+			strings.Contains(out.String(), "waiting-for-ssh") {
+			t.Errorf("progress:\n%s", out.String())
+		}
 	}
 }

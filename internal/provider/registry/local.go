@@ -65,7 +65,6 @@ func newLocal(c *clusterconfig.Config, params provider.Params, host provider.Hos
 			}
 			defer r.Close()
 			fmOnce.Do(func() { fmHash = updater.ContentsHash(c.FileMounts, c.ClusterSyncedFiles...) })
-			plan := updater.WorkerPlan(c, nodeType)
 			var res map[string]float64
 			if t := c.AvailableNodeTypes[nodeType]; t != nil {
 				res = t.Resources
@@ -73,8 +72,8 @@ func newLocal(c *clusterconfig.Config, params provider.Params, host provider.Hos
 			u := &updater.Updater{
 				NodeID: n.ID, Runner: r, Tags: n.Tags,
 				FileMounts: c.FileMounts, SyncedFiles: c.ClusterSyncedFiles,
-				Sync:         runner.SyncOptions{Exclude: c.RsyncExclude, FilterFiles: c.RsyncFilter},
-				InitCommands: plan.Init, SetupCommands: plan.Setup, StartCommands: plan.Start,
+				Sync:        runner.SyncOptions{Exclude: c.RsyncExclude, FilterFiles: c.RsyncFilter},
+				Plan:        updater.WorkerPlan(c, nodeType),
 				Env:         updater.WorkerEnv(headIP, n.ID, nodeType, params.Token, res),
 				RuntimeHash: hash, FileMountsHash: fmHash,
 				WaitTimeout: SSHWaitTimeout(), Out: &logLines{log: log.With("node", n.ID)},
