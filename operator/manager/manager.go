@@ -15,6 +15,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/rayjob"
 	"github.com/goray/goray/operator/scheme"
 )
 
@@ -79,6 +80,14 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 		Requeue:  c.Requeue,
 	}
 	if err := rc.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	rj := &rayjob.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("rayjob-controller"),
+		Options:  c.Pods,
+	}
+	if err := rj.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if opts.HealthProbeBindAddress != "" {

@@ -1,0 +1,420 @@
+// Package rayjob is the RayJob controller: it creates a RayCluster from
+// the job's spec (or selects an existing one), waits until it is ready,
+// submits the entrypoint through the cluster's Jobs REST API, mirrors the
+// job's status, and with shutdownAfterJobFinishes deletes the cluster
+// ttlSecondsAfterFinished after the end.
+//
+// Every submission mode but InteractiveMode is served by the operator
+// submitting over HTTP itself (KubeRay's HTTPMode); no submitter Job is run.
+package rayjob
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/raycluster"
+)
+
+// LabelOriginatedFrom marks the clusters a RayJob created (KubeRay's key).
+const (
+	LabelOriginatedFromName = "ray.io/originated-from-cr-name"
+	LabelOriginatedFromKind = "ray.io/originated-from-crd"
+)
+
+// EventRecorder records Kubernetes events.
+type EventRecorder = raycluster.EventRecorder
+
+// Reconciler reconciles RayJobs.
+type Reconciler struct {
+	Client   client.Client
+	Recorder EventRecorder
+	Options  raycluster.Options
+	// DashboardURL returns the Jobs API address of a cluster (default:
+	// the head Service's dashboard port); tests point it at a head on
+	// loopback.
+	DashboardURL func(rc *rayv1.RayCluster) string
+	// NewDashboard makes the Jobs API client (default HTTPDashboard).
+	NewDashboard func(url, token string) Dashboard
+	// Poll is how often a running job is looked at (default 3 s).
+	Poll time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// SetupWithManager registers the controller with mgr.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&rayv1.RayJob{}).
+		Owns(&rayv1.RayCluster{}).
+		Named("rayjob").
+		Complete(r)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) poll() time.Duration {
+	if r.Poll > 0 {
+		return r.Poll
+	}
+	return 3 * time.Second
+}
+
+func (r *Reconciler) dashboardURL(rc *rayv1.RayCluster) string {
+	if r.DashboardURL != nil {
+		return r.DashboardURL(rc)
+	}
+	port := strconv.Itoa(raycluster.DefaultDashboardPort)
+	if p := rc.Spec.HeadGroupSpec.RayStartParams["dashboard-port"]; p != "" {
+		port = p
+	}
+	domain := r.Options.ClusterDomain
+	if domain == "" {
+		domain = "cluster.local"
+	}
+	return fmt.Sprintf("%s.%s.svc.%s:%s", raycluster.HeadServiceName(rc), rc.Namespace, domain, port)
+}
+
+func (r *Reconciler) dashboard(ctx context.Context, rc *rayv1.RayCluster, url string) (Dashboard, error) {
+	var token string
+	if name := raycluster.AuthSecretName(rc); name != "" {
+		var s corev1.Secret
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: name}, &s); err != nil {
+			return nil, fmt.Errorf("rayjob: cluster token secret %s: %w", name, err)
+		}
+		token = string(s.Data[raycluster.AuthTokenKey])
+	}
+	if r.NewDashboard != nil {
+		return r.NewDashboard(url, token), nil
+	}
+	return &HTTPDashboard{URL: url, Token: token}, nil
+}
+
+// Validate checks a RayJob spec.
+func Validate(j *rayv1.RayJob) error {
+	s := &j.Spec
+	switch {
+	case s.RayClusterSpec == nil && len(s.ClusterSelector) == 0:
+		return errors.New("one of rayClusterSpec and clusterSelector is required")
+	case s.RayClusterSpec != nil && len(s.ClusterSelector) > 0:
+		return errors.New("rayClusterSpec and clusterSelector exclude each other")
+	case s.Entrypoint == "" && s.SubmissionMode != rayv1.InteractiveMode:
+		return errors.New("entrypoint is empty")
+	case s.ShutdownAfterJobFinishes && len(s.ClusterSelector) > 0:
+		return errors.New("shutdownAfterJobFinishes cannot delete a selected cluster")
+	case s.TTLSecondsAfterFinished < 0:
+		return errors.New("ttlSecondsAfterFinished is negative")
+	}
+	if s.RuntimeEnvYAML != "" {
+		if _, err := runtimeEnv(s.RuntimeEnvYAML); err != nil {
+			return err
+		}
+	}
+	if s.EntrypointResources != "" {
+		var m map[string]float32
+		if err := json.Unmarshal([]byte(s.EntrypointResources), &m); err != nil {
+			return fmt.Errorf("entrypointResources: %v", err)
+		}
+	}
+	if s.RayClusterSpec != nil {
+		rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "rayjob-cluster", Namespace: j.Namespace}, Spec: *s.RayClusterSpec}
+		if err := raycluster.Validate(rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runtimeEnv(y string) (map[string]any, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(y), &m); err != nil {
+		return nil, fmt.Errorf("runtimeEnvYAML: %v", err)
+	}
+	return m, nil
+}
+
+func randomSuffix(n int) string {
+	const letters = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, n)
+	for i := range b {
+		k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(letters))))
+		b[i] = letters[k.Int64()]
+	}
+	return string(b)
+}
+
+// Reconcile advances the RayJob through its deployment statuses and writes
+// its status once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var job rayv1.RayJob
+	if err := r.Client.Get(ctx, req.NamespacedName, &job); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if job.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil
+	}
+	if job.Spec.ManagedBy != nil && *job.Spec.ManagedBy != raycluster.ManagedBy {
+		return ctrl.Result{}, nil
+	}
+	s := job.Status.DeepCopy()
+	res, err := r.step(ctx, &job, s)
+	s.ObservedGeneration = job.Generation
+	if !equality.Semantic.DeepEqual(s, &job.Status) {
+		job.Status = *s
+		if uerr := r.Client.Status().Update(ctx, &job); uerr != nil && !apierrors.IsConflict(uerr) && err == nil {
+			err = uerr
+		}
+	}
+	return res, err
+}
+
+func (r *Reconciler) fail(job *rayv1.RayJob, s *rayv1.RayJobStatus, reason rayv1.JobFailedReason, msg string) {
+	s.JobDeploymentStatus = rayv1.JobDeploymentStatusFailed
+	s.Reason, s.Message = reason, msg
+	if s.EndTime == nil {
+		now := metav1.NewTime(r.now())
+		s.EndTime = &now
+	}
+	s.Failed = ptrInt32(valueOr(s.Failed) + 1)
+	r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, string(reason), "Reconcile", "%s", msg)
+}
+
+func ptrInt32(v int32) *int32 { return &v }
+
+func valueOr(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// step does what the current deployment status calls for.
+func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus) (ctrl.Result, error) {
+	switch s.JobDeploymentStatus {
+	case rayv1.JobDeploymentStatusNew, rayv1.JobDeploymentStatusSuspended:
+		if job.Spec.Suspend {
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusSuspended
+			return ctrl.Result{}, nil
+		}
+		if err := Validate(job); err != nil {
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusValidationFailed
+			s.Reason, s.Message = rayv1.ValidationFailed, err.Error()
+			r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, string(rayv1.ValidationFailed), "Validate", "%s", err.Error())
+			return ctrl.Result{}, nil
+		}
+		if s.JobId == "" {
+			s.JobId = job.Spec.JobId
+			if s.JobId == "" {
+				s.JobId = job.Name + "-" + randomSuffix(5)
+			}
+		}
+		if s.RayClusterName == "" {
+			if name := job.Spec.ClusterSelector[raycluster.LabelCluster]; name != "" {
+				s.RayClusterName = name
+			} else {
+				s.RayClusterName = trimName(job.Name, 47) + "-" + randomSuffix(5)
+			}
+		}
+		now := metav1.NewTime(r.now())
+		s.StartTime = &now
+		s.JobStatus = rayv1.JobStatusNew
+		s.JobDeploymentStatus = rayv1.JobDeploymentStatusInitializing
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+
+	case rayv1.JobDeploymentStatusInitializing:
+		if r.deadlineExceeded(job, s) {
+			return ctrl.Result{}, nil
+		}
+		rc, err := r.ensureCluster(ctx, job, s)
+		if err != nil || rc == nil {
+			return ctrl.Result{RequeueAfter: r.poll()}, err
+		}
+		s.RayClusterStatus = rc.Status
+		if rc.Status.State != rayv1.Ready {
+			return ctrl.Result{RequeueAfter: r.poll()}, nil
+		}
+		s.DashboardURL = r.dashboardURL(rc)
+		if job.Spec.SubmissionMode == rayv1.InteractiveMode && job.Spec.JobId == "" {
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusWaiting
+			return ctrl.Result{RequeueAfter: r.poll()}, nil
+		}
+		d, err := r.dashboard(ctx, rc, s.DashboardURL)
+		if err != nil {
+			return ctrl.Result{RequeueAfter: r.poll()}, err
+		}
+		if job.Spec.SubmissionMode != rayv1.InteractiveMode {
+			if _, err := d.GetJobInfo(ctx, s.JobId); errors.Is(err, ErrJobNotFound) {
+				req := JobRequest{Entrypoint: job.Spec.Entrypoint, SubmissionID: s.JobId, Metadata: job.Spec.Metadata,
+					EntrypointNumCPUs: job.Spec.EntrypointNumCpus, EntrypointNumGPUs: job.Spec.EntrypointNumGpus}
+				if job.Spec.RuntimeEnvYAML != "" {
+					req.RuntimeEnv, _ = runtimeEnv(job.Spec.RuntimeEnvYAML)
+				}
+				if job.Spec.EntrypointResources != "" {
+					json.Unmarshal([]byte(job.Spec.EntrypointResources), &req.EntrypointResources)
+				}
+				if _, err := d.SubmitJob(ctx, req); err != nil {
+					r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, string(rayv1.SubmissionFailed), "Submit", "Failed to submit job %s: %v", s.JobId, err)
+					return ctrl.Result{RequeueAfter: r.poll()}, nil
+				}
+				r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Submitted", "Submit", "Submitted job %s to %s", s.JobId, s.DashboardURL)
+			} else if err != nil {
+				return ctrl.Result{RequeueAfter: r.poll()}, nil // cluster not answering yet
+			}
+		}
+		s.JobDeploymentStatus = rayv1.JobDeploymentStatusRunning
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+
+	case rayv1.JobDeploymentStatusWaiting:
+		if job.Spec.JobId != "" {
+			s.JobId = job.Spec.JobId
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusRunning
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		}
+		return ctrl.Result{RequeueAfter: r.poll()}, nil
+
+	case rayv1.JobDeploymentStatusRunning:
+		var rc rayv1.RayCluster
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: s.RayClusterName}, &rc); err != nil {
+			if apierrors.IsNotFound(err) {
+				r.fail(job, s, rayv1.SubmissionFailed, "the RayCluster "+s.RayClusterName+" disappeared")
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, err
+		}
+		s.RayClusterStatus = rc.Status
+		if r.deadlineExceeded(job, s) {
+			if d, err := r.dashboard(ctx, &rc, s.DashboardURL); err == nil {
+				d.StopJob(ctx, s.JobId)
+			}
+			return ctrl.Result{}, nil
+		}
+		d, err := r.dashboard(ctx, &rc, s.DashboardURL)
+		if err != nil {
+			return ctrl.Result{RequeueAfter: r.poll()}, err
+		}
+		info, err := d.GetJobInfo(ctx, s.JobId)
+		if err != nil {
+			return ctrl.Result{RequeueAfter: r.poll()}, nil
+		}
+		s.JobStatus = rayv1.JobStatus(info.Status)
+		s.Message = info.Message
+		if info.StartTime > 0 {
+			t := metav1.NewTime(time.UnixMilli(int64(info.StartTime)))
+			s.RayJobStatusInfo.StartTime = &t
+		}
+		if info.EndTime > 0 {
+			t := metav1.NewTime(time.UnixMilli(int64(info.EndTime)))
+			s.RayJobStatusInfo.EndTime = &t
+		}
+		if !s.JobStatus.IsTerminal() {
+			return ctrl.Result{RequeueAfter: r.poll()}, nil
+		}
+		if s.JobStatus == rayv1.JobStatusFailed {
+			r.fail(job, s, rayv1.AppFailed, "job "+s.JobId+" failed: "+info.Message)
+		} else {
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusComplete
+			now := metav1.NewTime(r.now())
+			s.EndTime = &now
+			s.Succeeded = ptrInt32(valueOr(s.Succeeded) + 1)
+			r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Completed", "Reconcile", "Job %s ended %s", s.JobId, s.JobStatus)
+		}
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+
+	case rayv1.JobDeploymentStatusComplete, rayv1.JobDeploymentStatusFailed:
+		return r.cleanUp(ctx, job, s)
+	}
+	return ctrl.Result{}, nil
+}
+
+func trimName(s string, n int) string {
+	if len(s) > n {
+		return strings.TrimRight(s[:n], "-")
+	}
+	return s
+}
+
+// deadlineExceeded fails the job past activeDeadlineSeconds (from the
+// start) or, before it runs, preRunningDeadlineSeconds.
+func (r *Reconciler) deadlineExceeded(job *rayv1.RayJob, s *rayv1.RayJobStatus) bool {
+	if s.StartTime == nil {
+		return false
+	}
+	elapsed := r.now().Sub(s.StartTime.Time)
+	if d := job.Spec.ActiveDeadlineSeconds; d != nil && elapsed > time.Duration(*d)*time.Second {
+		r.fail(job, s, rayv1.DeadlineExceeded, fmt.Sprintf("the job ran past activeDeadlineSeconds (%d)", *d))
+		return true
+	}
+	if d := job.Spec.PreRunningDeadlineSeconds; d != nil && s.JobDeploymentStatus == rayv1.JobDeploymentStatusInitializing && elapsed > time.Duration(*d)*time.Second {
+		r.fail(job, s, rayv1.PreRunningDeadlineExceeded, fmt.Sprintf("the job was not running after preRunningDeadlineSeconds (%d)", *d))
+		return true
+	}
+	return false
+}
+
+// ensureCluster returns the job's cluster, creating it from
+// rayClusterSpec the first time; nil while a selected one is missing.
+func (r *Reconciler) ensureCluster(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus) (*rayv1.RayCluster, error) {
+	var rc rayv1.RayCluster
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: s.RayClusterName}, &rc)
+	if err == nil {
+		return &rc, nil
+	}
+	if !apierrors.IsNotFound(err) || job.Spec.RayClusterSpec == nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	rc = rayv1.RayCluster{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.RayClusterName, Namespace: job.Namespace,
+			Labels:          map[string]string{LabelOriginatedFromName: job.Name, LabelOriginatedFromKind: "RayJob"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, rayv1.GroupVersion.WithKind("RayJob"))},
+		},
+		Spec: *job.Spec.RayClusterSpec.DeepCopy(),
+	}
+	if err := r.Client.Create(ctx, &rc); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("rayjob: create RayCluster: %w", err)
+	}
+	r.Recorder.Eventf(job, &rc, corev1.EventTypeNormal, "CreatedRayCluster", "Create", "Created RayCluster %s", rc.Name)
+	return &rc, nil
+}
+
+// cleanUp deletes the job's own cluster ttlSecondsAfterFinished after the
+// end, when shutdownAfterJobFinishes.
+func (r *Reconciler) cleanUp(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus) (ctrl.Result, error) {
+	if !job.Spec.ShutdownAfterJobFinishes || job.Spec.RayClusterSpec == nil || s.EndTime == nil || s.RayClusterName == "" {
+		return ctrl.Result{}, nil
+	}
+	left := s.EndTime.Add(time.Duration(job.Spec.TTLSecondsAfterFinished) * time.Second).Sub(r.now())
+	if left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: s.RayClusterName, Namespace: job.Namespace}}
+	policy := metav1.DeletePropagationBackground
+	if err := r.Client.Delete(ctx, rc, &client.DeleteOptions{PropagationPolicy: &policy}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "DeletedRayCluster", "Delete", "Deleted RayCluster %s %ds after the job ended", s.RayClusterName, job.Spec.TTLSecondsAfterFinished)
+	return ctrl.Result{}, nil
+}

@@ -1,0 +1,155 @@
+package rayjob
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
+	"github.com/goray/goray/testcluster"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	env.Stop()
+	os.Exit(code)
+}
+
+type events struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (e *events) Eventf(_ runtime.Object, _ runtime.Object, eventtype, reason, _, note string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, eventtype+" "+reason+": "+fmt.Sprintf(note, args...))
+}
+
+func jobSpec(entrypoint string) rayv1.RayJobSpec {
+	spec := &rayv1.RayClusterSpec{}
+	spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
+	return rayv1.RayJobSpec{Entrypoint: entrypoint, RayClusterSpec: spec, ShutdownAfterJobFinishes: true, TTLSecondsAfterFinished: 1,
+		Metadata: map[string]string{"owner": "test"}, RuntimeEnvYAML: "env_vars:\n  GREETING: hello\n"}
+}
+
+// TestRayJobOnAGorayHead runs RayJobs against a real goray head on
+// loopback standing in for the head Service: the operator creates the
+// cluster, submits the entrypoint through the Jobs API when the cluster is
+// ready, mirrors the job's status to SUCCEEDED or FAILED, and deletes the
+// cluster ttlSecondsAfterFinished after the end.
+func TestRayJobOnAGorayHead(t *testing.T) {
+	head := testcluster.Start(t, testcluster.Options{HeadCPUs: 2})
+	ev := &events{}
+	r := &Reconciler{
+		Client: env.Client, Recorder: ev, Poll: 100 * time.Millisecond,
+		DashboardURL: func(*rayv1.RayCluster) string { return "http://" + head.Head.Info.DashboardAddress },
+	}
+	for _, c := range []struct {
+		name, entrypoint string
+		status           rayv1.JobStatus
+		deployment       rayv1.JobDeploymentStatus
+	}{
+		{"succeeds", `test "$GREETING" = hello && echo done`, rayv1.JobStatusSucceeded, rayv1.JobDeploymentStatusComplete},
+		{"fails", "exit 3", rayv1.JobStatusFailed, rayv1.JobDeploymentStatusFailed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "job-" + c.name, Namespace: "default"}, Spec: jobSpec(c.entrypoint)}
+			if err := env.Client.Create(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			var cur rayv1.RayJob
+			var clusterSeenAtEnd bool
+			for {
+				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(job)}); err != nil {
+					t.Logf("reconcile: %v", err)
+				}
+				if err := env.Client.Get(ctx, client.ObjectKeyFromObject(job), &cur); err != nil {
+					t.Fatal(err)
+				}
+				st := &cur.Status
+				var rc rayv1.RayCluster
+				err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: st.RayClusterName}, &rc)
+				if err == nil && rc.Status.State != rayv1.Ready {
+					// Stand in for the RayCluster controller and the kubelet:
+					// the cluster's token Secret holds the head's token, and
+					// the cluster is ready.
+					s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: raycluster.AuthSecretName(&rc), Namespace: "default"},
+						Data: map[string][]byte{raycluster.AuthTokenKey: []byte(head.Token)}}
+					if err := env.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+						t.Fatal(err)
+					}
+					rc.Status.State = rayv1.Ready
+					if err := env.Client.Status().Update(ctx, &rc); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if st.JobDeploymentStatus == c.deployment && !clusterSeenAtEnd {
+					if err != nil {
+						t.Fatalf("cluster %s gone as soon as the job ended (TTL 1s): %v", st.RayClusterName, err)
+					}
+					clusterSeenAtEnd = true
+				}
+				if clusterSeenAtEnd && apierrors.IsNotFound(err) {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("timed out; status %+v; events %v", cur.Status, ev.all)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			st := cur.Status
+			if st.JobStatus != c.status || st.JobDeploymentStatus != c.deployment || st.EndTime == nil || st.StartTime == nil || !strings.HasPrefix(st.JobId, "job-"+c.name+"-") {
+				t.Errorf("final status %+v", st)
+			}
+			if c.status == rayv1.JobStatusFailed && st.Reason != rayv1.AppFailed {
+				t.Errorf("reason %q, want %q", st.Reason, rayv1.AppFailed)
+			}
+			if ended := time.Since(st.EndTime.Time); ended < time.Second-100*time.Millisecond {
+				t.Errorf("cluster deleted %v after the end, before the TTL", ended)
+			}
+		})
+	}
+}
+
+// TestRayJobInvalidSpec: a job without entrypoint or cluster fails
+// validation with an Event and creates nothing.
+func TestRayJobInvalidSpec(t *testing.T) {
+	ctx := context.Background()
+	ev := &events{}
+	r := &Reconciler{Client: env.Client, Recorder: ev}
+	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "bad-job", Namespace: "default"}, Spec: rayv1.RayJobSpec{Entrypoint: "true"}}
+	if err := env.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(job)}); err != nil {
+		t.Fatal(err)
+	}
+	var cur rayv1.RayJob
+	env.Client.Get(ctx, client.ObjectKeyFromObject(job), &cur)
+	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusValidationFailed || len(ev.all) != 1 || !strings.Contains(ev.all[0], "ValidationFailed") {
+		t.Errorf("status %+v events %v", cur.Status, ev.all)
+	}
+}

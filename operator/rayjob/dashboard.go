@@ -1,0 +1,130 @@
+package rayjob
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrJobNotFound is returned when the cluster does not know the job.
+var ErrJobNotFound = errors.New("rayjob: job not found in the cluster")
+
+// JobRequest is the body of POST /api/jobs/ (Ray's Jobs API).
+type JobRequest struct {
+	Entrypoint          string             `json:"entrypoint"`
+	SubmissionID        string             `json:"submission_id,omitempty"`
+	RuntimeEnv          map[string]any     `json:"runtime_env,omitempty"`
+	Metadata            map[string]string  `json:"metadata,omitempty"`
+	EntrypointNumCPUs   float32            `json:"entrypoint_num_cpus,omitempty"`
+	EntrypointNumGPUs   float32            `json:"entrypoint_num_gpus,omitempty"`
+	EntrypointResources map[string]float32 `json:"entrypoint_resources,omitempty"`
+}
+
+// JobInfo is what GET /api/jobs/{id} answers.
+type JobInfo struct {
+	JobID        string `json:"job_id"`
+	SubmissionID string `json:"submission_id"`
+	Status       string `json:"status"`
+	Entrypoint   string `json:"entrypoint"`
+	Message      string `json:"message"`
+	StartTime    uint64 `json:"start_time"`
+	EndTime      uint64 `json:"end_time"`
+}
+
+// Dashboard talks to a cluster's Jobs REST API.
+type Dashboard interface {
+	SubmitJob(ctx context.Context, req JobRequest) (string, error)
+	GetJobInfo(ctx context.Context, id string) (*JobInfo, error)
+	StopJob(ctx context.Context, id string) error
+}
+
+// HTTPDashboard is the Jobs API over HTTP, with the cluster token.
+type HTTPDashboard struct {
+	URL    string // http://HOST:PORT
+	Token  string
+	Client *http.Client
+}
+
+func (d *HTTPDashboard) do(ctx context.Context, method, path string, body any, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	url := strings.TrimSuffix(d.URL, "/") + path
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if d.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+d.Token)
+	}
+	c := d.Client
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("rayjob: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("rayjob: %s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// SubmitJob submits the job and returns its submission id.
+func (d *HTTPDashboard) SubmitJob(ctx context.Context, req JobRequest) (string, error) {
+	var out struct {
+		JobID        string `json:"job_id"`
+		SubmissionID string `json:"submission_id"`
+	}
+	if _, err := d.do(ctx, http.MethodPost, "/api/jobs/", req, &out); err != nil {
+		return "", err
+	}
+	if out.SubmissionID != "" {
+		return out.SubmissionID, nil
+	}
+	return out.JobID, nil
+}
+
+// GetJobInfo returns the job's details; ErrJobNotFound on 404.
+func (d *HTTPDashboard) GetJobInfo(ctx context.Context, id string) (*JobInfo, error) {
+	var info JobInfo
+	code, err := d.do(ctx, http.MethodGet, "/api/jobs/"+id, nil, &info)
+	if code == http.StatusNotFound {
+		return nil, ErrJobNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// StopJob asks the cluster to stop the job.
+func (d *HTTPDashboard) StopJob(ctx context.Context, id string) error {
+	_, err := d.do(ctx, http.MethodPost, "/api/jobs/"+id+"/stop", nil, nil)
+	return err
+}
