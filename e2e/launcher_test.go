@@ -178,6 +178,12 @@ func dumpHead(t *testing.T, h *hosttest.Host) {
 	}
 }
 
+// claimsDown reports whether goray down's output says the cluster is
+// torn down.
+func claimsDown(out string) bool {
+	return strings.Contains(out, ": terminated ") || strings.Contains(out, "nothing to terminate")
+}
+
 // The local provider over emulated SSH hosts: goray up brings up a head
 // and two workers, the launcher's other commands act on the head, a
 // second up with --no-restart changes nothing and down leaves no process
@@ -317,10 +323,35 @@ worker_start_ray_commands:
 		t.Fatalf("after goray up --no-restart:\n%s", status)
 	}
 
+	// down --workers-only --keep-min-workers keeps min_workers (2, the
+	// number of worker_ips in Ray's older layout) and says so.
+	out = cli.must(time.Minute, "down", "-y", "--workers-only", "--keep-min-workers", cfg)
+	if !strings.Contains(out, "terminated no worker node, kept 2 worker node(s)") {
+		t.Errorf("goray down --workers-only --keep-min-workers:\n%s", out)
+	}
+
+	// down with the head's sshd stopped cannot stop the head: it says so,
+	// exits non-zero and never claims the cluster is down.
+	h0.StopSSH()
+	out, err := cli.run(2*time.Minute, "down", "-y", cfg)
+	t.Logf("goray down without the head's sshd: %v\n%s", err, out)
+	if err == nil || claimsDown(out) || !strings.Contains(out, "NOT fully torn down") || !strings.Contains(out, h0.IP) || !strings.Contains(out, "may still run") {
+		t.Fatalf("goray down without the head's sshd: %v\n%s", err, out)
+	}
+	if len(h0.GorayPIDs()) == 0 {
+		t.Fatal("the head's goray stopped without SSH?")
+	}
+	if err := h0.StartSSH(); err != nil {
+		t.Fatal(err)
+	}
+
 	// down: nothing of the cluster runs on any host.
 	start = time.Now()
 	out = cli.must(3*time.Minute, "down", "-y", cfg)
 	t.Logf("goray down: %.1fs\n%s", time.Since(start).Seconds(), out)
+	if !strings.Contains(out, "Cluster "+cluster+": terminated the head node and") {
+		t.Errorf("goray down's summary:\n%s", out)
+	}
 	testcluster.Eventually(t, 30*time.Second, "no process left on the hosts", func() bool {
 		for _, h := range hosts.Hosts {
 			if len(h.PIDs()) > 0 {
@@ -348,13 +379,26 @@ func TestLauncherLocalProviderFailures(t *testing.T) {
 	}
 	h0, h1 := hosts.Hosts[0], hosts.Hosts[1]
 	unreachable := hosts.Subnet + ".200"
+	// A known_hosts file with another key for the head.
+	otherHostKey, err := hosttest.WriteKey(filepath.Join(dir, "other-host-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	knownHosts := filepath.Join(dir, "known_hosts")
+	os.WriteFile(knownHosts, []byte(h0.IP+" "+otherHostKey), 0o600)
 	cases := []struct {
 		name, head, key, setup string
+		env                    []string
 		want                   []string
+		// downFails: down cannot reach the head, so it must say that
+		// nodes may still run and exit non-zero.
+		downFails bool
 	}{
-		{"unreachable host", unreachable, hosts.Key, "true", []string{unreachable, "waiting-for-ssh"}},
-		{"failing setup command", h0.IP, hosts.Key, "echo boom-output; exit 3", []string{h0.IP, "setup_commands", "echo boom-output; exit 3", "exit status 3", "boom-output"}},
-		{"bad key", h0.IP, badKey, "true", []string{h0.IP, "waiting-for-ssh", "unable to authenticate"}},
+		{"unreachable host", unreachable, hosts.Key, "true", nil, []string{unreachable, "waiting-for-ssh", "not reachable after"}, true},
+		{"failing setup command", h0.IP, hosts.Key, "echo boom-output; exit 3", nil, []string{h0.IP, "setup_commands", "echo boom-output; exit 3", "exit status 3", "boom-output"}, false},
+		{"bad key", h0.IP, badKey, "true", nil, []string{h0.IP, "waiting-for-ssh", "unable to authenticate", "refused login as root with the key " + badKey}, true},
+		{"host key mismatch", h0.IP, hosts.Key, "true", []string{"GORAY_SSH_KNOWN_HOSTS=" + knownHosts},
+			[]string{h0.IP, "waiting-for-ssh", "the host key of " + h0.IP + " does not match the one in the known_hosts file " + knownHosts}, true},
 	}
 	for i, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
@@ -364,6 +408,9 @@ provider: {type: local, head_ip: %s, worker_ips: [%s]}
 auth: {ssh_user: root, ssh_private_key: %s}
 setup_commands: [%q]
 `, i, os.Getpid(), tc.head, h1.IP, tc.key, tc.setup)), 0o644)
+			env := cli.env
+			cli.env = append(append([]string{}, env...), tc.env...)
+			defer func() { cli.env = env }()
 			out, err := cli.run(2*time.Minute, "up", "-y", cfg)
 			t.Logf("goray up:\n%s", out)
 			if err == nil {
@@ -377,9 +424,16 @@ setup_commands: [%q]
 			if strings.Contains(out, "start_ray_commands:") {
 				t.Errorf("start commands ran after the failure:\n%s", out)
 			}
+			if strings.Contains(out, "ssh: ssh:") || strings.Contains(out, "rejected") {
+				t.Errorf("goray up's SSH error is misleading:\n%s", out)
+			}
 			out, err = cli.run(2*time.Minute, "down", "-y", cfg)
 			t.Logf("goray down:\n%s", out)
-			if err != nil {
+			if tc.downFails {
+				if err == nil || !strings.Contains(out, "NOT fully torn down") || !strings.Contains(out, tc.head) || claimsDown(out) {
+					t.Fatalf("goray down without access to the head: %v (want a failure naming %s)\n%s", err, tc.head, out)
+				}
+			} else if err != nil {
 				t.Fatalf("goray down after a failed up: %v", err)
 			}
 			var left []string
@@ -442,9 +496,24 @@ head_start_ray_commands:
 		}
 	})
 
+	// An up that cannot create the head (no such image) leaves no
+	// network or container behind.
+	badImage := filepath.Join(dir, "bad-image.yaml")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(badImage, []byte(strings.Replace(string(b), "image: "+image, "image: goray-e2e-no-such-image:none", 1)), 0o644)
+	if out, err := cli.run(2*time.Minute, "up", "-y", badImage); err == nil || !strings.Contains(out, "goray-e2e-no-such-image:none") {
+		t.Fatalf("goray up with a missing image: %v\n%s", err, out)
+	}
+	if l := leftovers(); l != "" {
+		t.Fatalf("a failed goray up left: %s", l)
+	}
+
 	start := time.Now()
 	out := cli.must(3*time.Minute, "up", "-y", cfg)
 	t.Logf("goray up: %.1fs\n%s", time.Since(start).Seconds(), out)
+	if strings.Contains(out, "waiting-for-ssh") || !strings.Contains(out, "waiting-for-host") {
+		t.Errorf("the docker provider uses no SSH:\n%s", out)
+	}
 	var status string
 	testcluster.Eventually(t, 2*time.Minute, "2 healthy nodes in goray status", func() bool {
 		status, _ = cli.run(30*time.Second, "exec", cfg, "goray status")
@@ -503,29 +572,52 @@ func processesWithEnv(kv string) []string {
 
 // The process provider: the head is this machine (commands in a local
 // shell, the default head start command), its provider starts the worker
-// processes, and down leaves none of them.
+// processes, and down leaves none of them. The cluster has its own temp
+// root, so a second process cluster's up does not touch it; a head
+// created again after down is set up in full; down needs neither the key
+// nor the file mounts' sources.
 func TestLauncherProcessProvider(t *testing.T) {
 	cli := newLauncherCLI(t)
 	cli.env = append(cli.env, "PATH="+filepath.Dir(cli.bin)+":"+os.Getenv("PATH"), "AUTOSCALER_UPDATE_INTERVAL_S=0.5")
-	var temp string
+	var home, temp string
 	for _, e := range cli.env {
-		if strings.HasPrefix(e, "GORAY_TEMP=") {
-			temp = e
+		if v, ok := strings.CutPrefix(e, "GORAY_TEMP="); ok {
+			temp = "GORAY_TEMP=" + filepath.Join(v, "e2e-up-process") // the cluster's own temp root
+		}
+		if v, ok := strings.CutPrefix(e, "HOME="); ok {
+			home = v
 		}
 	}
-	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	dir := t.TempDir()
+	mounted := filepath.Join(dir, "mounted")
+	os.WriteFile(mounted, []byte("x\n"), 0o644)
+	key := filepath.Join(dir, "id")
+	if _, err := hosttest.WriteKey(key); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "cluster.yaml")
 	os.WriteFile(cfg, []byte(`cluster_name: e2e-up-process
 max_workers: 1
 provider: {type: process}
+auth: {ssh_user: u, ssh_private_key: `+key+`}
+file_mounts: {~/mounted: `+mounted+`}
+setup_commands: [echo setup >> ~/setup.log]
 head_node_type: head
 available_node_types:
   head: {node_config: {}, resources: {CPU: 0}}
   worker: {node_config: {}, resources: {CPU: 1, memory: 268435456, object_store_memory: 67108864}, min_workers: 1}
 `), 0o644)
+	setups := func() int {
+		b, _ := os.ReadFile(filepath.Join(home, "setup.log"))
+		return strings.Count(string(b), "setup")
+	}
 	t.Cleanup(func() { cli.run(time.Minute, "down", "-y", cfg) })
 	out := cli.must(2*time.Minute, "up", "-y", cfg)
 	if !strings.Contains(out, "goray start --head --port=6379 --autoscaling-config=~/goray_bootstrap_config.yaml") {
 		t.Errorf("goray up did not run the default head start command:\n%s", out)
+	}
+	if strings.Contains(out, "waiting-for-ssh") || !strings.Contains(out, "[localhost] waiting-for-host") {
+		t.Errorf("the process provider uses no SSH:\n%s", out)
 	}
 	testcluster.Eventually(t, time.Minute, "2 healthy nodes", func() bool {
 		s, _ := cli.run(30*time.Second, "exec", cfg, "goray status")
@@ -534,22 +626,66 @@ available_node_types:
 	if ips := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); len(ips) != 1 {
 		t.Fatalf("get-worker-ips: %v", ips)
 	}
+	if got := strings.TrimSpace(cli.stdout(30*time.Second, "exec", cfg, "echo $GORAY_TEMP")); "GORAY_TEMP="+got != temp {
+		t.Fatalf("the cluster's commands run with GORAY_TEMP=%s, want %s", got, temp)
+	}
+
+	// A second process cluster on this machine (the same file, -n): its
+	// up runs `goray stop` in its own temp root, so this cluster's nodes
+	// keep running; its head cannot have port 6379 and says so.
+	pid := headPID(t, cli, cfg)
+	out, err := cli.run(2*time.Minute, "up", "-y", "-n", "e2e-up-process-2", cfg)
+	t.Logf("goray up of a second process cluster: %v\n%s", err, out)
+	if err == nil || !strings.Contains(out, "6379") {
+		t.Errorf("goray up of a second cluster on port 6379: %v\n%s", err, out)
+	}
+	if again := headPID(t, cli, cfg); again != pid || pid == "" {
+		t.Fatalf("the second cluster's up stopped this cluster's head: pid %s, then %s", pid, again)
+	}
+	if s, _ := cli.run(30*time.Second, "exec", cfg, "goray status"); healthyNodes(s) != 2 {
+		t.Fatalf("after the second cluster's up:\n%s", s)
+	}
+	if out := cli.must(time.Minute, "down", "-y", "-n", "e2e-up-process-2", cfg); !strings.Contains(out, "Cluster e2e-up-process-2: terminated the head node") {
+		t.Errorf("goray down of the second cluster:\n%s", out)
+	}
+	if again := headPID(t, cli, cfg); again != pid {
+		t.Fatalf("the second cluster's down stopped this cluster's head: pid %s, then %s", pid, again)
+	}
+
 	// --restart-only restarts goray without setup.
 	out = cli.must(2*time.Minute, "up", "-y", "--restart-only", cfg)
 	if strings.Contains(out, "syncing-files") || !strings.Contains(out, "start_ray_commands") {
 		t.Errorf("goray up --restart-only:\n%s", out)
 	}
-	// A changed head node_config (launch-config hash) relaunches the head.
+	// A changed head node_config (launch-config hash) relaunches the head,
+	// which is set up anew.
+	n := setups()
 	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), "head: {node_config: {}", "head: {node_config: {env: {X: y}}", 1)), 0o644)
 	out = cli.must(2*time.Minute, "up", "-y", cfg)
-	if !strings.Contains(out, "is outdated") || !strings.Contains(out, "Creating the head node") {
-		t.Errorf("goray up after a node_config change did not relaunch the head:\n%s", out)
+	if !strings.Contains(out, "is outdated") || !strings.Contains(out, "Creating the head node") ||
+		strings.Contains(out, "already up to date") || setups() != n+1 {
+		t.Errorf("goray up after a node_config change did not relaunch and set up the head (setup ran %d times):\n%s", setups(), out)
 	}
 	testcluster.Eventually(t, time.Minute, "2 healthy nodes after the relaunch", func() bool {
 		s, _ := cli.run(30*time.Second, "exec", cfg, "goray status")
 		return healthyNodes(s) == 2
 	})
+	// down, then up: the new head is set up in full.
 	cli.must(time.Minute, "down", "-y", cfg)
+	out = cli.must(2*time.Minute, "up", "-y", cfg)
+	if strings.Contains(out, "already up to date") || !strings.Contains(out, "setup_commands: echo setup") || setups() != n+2 {
+		t.Errorf("goray up after down skipped setup (setup ran %d times):\n%s", setups(), out)
+	}
+	// down needs neither the key nor the file mounts' sources (a changed
+	// file, so that no cached copy of the checked config is used).
+	os.Remove(key)
+	os.Remove(mounted)
+	b, _ = os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, "# keys and mounts gone\n"...), 0o644)
+	out = cli.must(time.Minute, "down", "-y", cfg)
+	if !strings.Contains(out, "Cluster e2e-up-process: terminated the head node") {
+		t.Errorf("goray down:\n%s", out)
+	}
 	testcluster.Eventually(t, 30*time.Second, "no process of the cluster", func() bool { return len(processesWithEnv(temp)) == 0 })
 }

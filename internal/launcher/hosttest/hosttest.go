@@ -208,27 +208,51 @@ SetEnv HOME=%s GORAY_TEMP=%s
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := run("ip", "netns", "exec", h.NetNS, "/usr/sbin/sshd", "-f", cfg, "-E", filepath.Join(h.dir, "sshd.log")); err != nil {
-			t.Fatalf("hosttest: start sshd for %s: %v", h.IP, err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.DialTimeout("tcp", h.IP+":22", time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(filepath.Join(h.dir, "sshd.log"))
-				t.Fatalf("hosttest: sshd on %s does not answer: %v\n%s", h.IP, err, b)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if b, err := os.ReadFile(pidFile); err == nil {
-			h.sshdPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		if err := h.StartSSH(); err != nil {
+			t.Fatalf("hosttest: %v", err)
 		}
 	}
 	return hs
+}
+
+// StartSSH starts the host's sshd and waits until it accepts
+// connections; Start calls it.
+func (h *Host) StartSSH() error {
+	cfg := filepath.Join(h.dir, "sshd_config")
+	pidFile := filepath.Join(h.dir, "sshd.pid")
+	if err := run("ip", "netns", "exec", h.NetNS, "/usr/sbin/sshd", "-f", cfg, "-E", filepath.Join(h.dir, "sshd.log")); err != nil {
+		return fmt.Errorf("start sshd for %s: %v", h.IP, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", h.IP+":22", time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(h.dir, "sshd.log"))
+			return fmt.Errorf("sshd on %s does not answer: %v\n%s", h.IP, err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(pidFile); err == nil {
+		h.sshdPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// StopSSH stops the host's sshd listener (sessions already open keep
+// running, as with `systemctl stop ssh`); the host's other processes go
+// on. StartSSH starts it again.
+func (h *Host) StopSSH() {
+	if h.sshdPID > 0 {
+		syscall.Kill(h.sshdPID, syscall.SIGTERM)
+		for i := 0; i < 200 && syscall.Kill(h.sshdPID, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.sshdPID = 0
+	}
 }
 
 // PIDs lists the processes running in the host's namespace, sshd
