@@ -545,6 +545,9 @@ head_start_ray_commands:
 	start = time.Now()
 	out = cli.must(3*time.Minute, "down", "-y", cfg)
 	t.Logf("goray down: %.1fs\n%s", time.Since(start).Seconds(), out)
+	if !strings.Contains(out, "Cluster "+cluster+": terminated the head node and 1 worker node(s).") {
+		t.Errorf("goray down's summary:\n%s", out)
+	}
 	if l := leftovers(); l != "" {
 		t.Fatalf("after goray down the cluster still has: %s", l)
 	}

@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -512,6 +513,13 @@ func (cl *Cluster) Down(ctx context.Context, o DownOptions) error {
 		problem("the cluster's node list could not be read, so no node was marked terminated: %v", herr)
 	}
 	headDown := false
+	workerKind := map[string]string{provider.TagNodeKind: provider.KindWorker}
+	// The workers as they are before the head stops (its provider may
+	// remove them as it stops, as docker's does), listed again after.
+	var before []provider.Node
+	if listed && !o.WorkersOnly {
+		before, _ = cl.prov.NonTerminatedNodes(ctx, workerKind)
+	}
 	if !o.WorkersOnly && herr == nil {
 		cl.printf("Stopping goray on the head %s\n", head.ID)
 		if err := cl.stopGoray(ctx, head); err != nil {
@@ -522,9 +530,14 @@ func (cl *Cluster) Down(ctx context.Context, o DownOptions) error {
 	var workers []provider.Node
 	kept := 0
 	if listed {
-		all, err := cl.prov.NonTerminatedNodes(ctx, map[string]string{provider.TagNodeKind: provider.KindWorker})
+		all, err := cl.prov.NonTerminatedNodes(ctx, workerKind)
 		if err != nil {
 			problem("the worker nodes could not be listed: %v", err)
+		}
+		for _, b := range before {
+			if !slices.ContainsFunc(all, func(n provider.Node) bool { return n.ID == b.ID }) {
+				all = append(all, b)
+			}
 		}
 		workers = all
 		if o.KeepMinWorkers {
@@ -611,7 +624,7 @@ func (cl *Cluster) Down(ctx context.Context, o DownOptions) error {
 		for _, p := range problems {
 			cl.printf("  - %s\n", p)
 		}
-		return fmt.Errorf("goray down: cluster %s: %d thing(s) could not be done (listed above); nodes of the cluster may still run", c.ClusterName, len(problems))
+		return fmt.Errorf("goray down: cluster %s: %d thing(s) could not be done (listed above); nodes of the cluster may still run: fix what is listed and run goray down again", c.ClusterName, len(problems))
 	}
 	var done []string
 	if headDown {
