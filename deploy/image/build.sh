@@ -3,6 +3,10 @@
 #
 #   bash deploy/image/build.sh [TAG]      (default goray:latest)
 #
+# TAG is REPOSITORY[:TAG], e.g. myregistry/goray:dev; the image is also
+# tagged REPOSITORY:<version>, and the dangling images pruned after a build
+# are only this REPOSITORY's.
+#
 # The image is FROM scratch and holds:
 #   /usr/local/bin/goray      static goray (CGO_ENABLED=0), /usr/local/bin/ray -> goray
 #   /bin/bash, /bin/sh        Debian's bash-static
@@ -108,8 +112,8 @@ fi
 # root ownership.
 tar --numeric-owner --owner=0 --group=0 -C "$FS" -cf "$CTX"/rootfs.tar .
 rm -rf "$FS"
-printf '%s\nLABEL goray.io/version="%s" goray.io/binary-sha256="%s" goray.io/context-sha256="%s"\n' \
-	"$DOCKERFILE_BODY" "$VERSION" "$BIN_SHA" "$CONTENT_SHA" >"$CTX"/Dockerfile
+printf '%s\nLABEL goray.io/version="%s" goray.io/binary-sha256="%s" goray.io/context-sha256="%s" goray.io/repository="%s"\n' \
+	"$DOCKERFILE_BODY" "$VERSION" "$BIN_SHA" "$CONTENT_SHA" "$REPO" >"$CTX"/Dockerfile
 
 log "building $TAG (goray $VERSION, binary sha256 $BIN_SHA)"
 # The legacy builder: it needs no buildx plugin and no pulls (FROM scratch).
@@ -117,7 +121,9 @@ DOCKER_BUILDKIT=0 docker build -q -t "$TAG" -t "$REPO:$VERSION" "$CTX" >/dev/nul
 	cat "$CTX"/build.err >&2
 	exit 1
 }
-# Drop the untagged goray images that earlier builds replaced, once they
-# are an hour old (a test that pinned one by ID may still be starting it).
-docker image prune -f --filter label=goray.io/context-sha256 --filter until=1h >/dev/null 2>&1 || true
+# Drop the untagged images of this repository (label goray.io/repository)
+# that earlier builds replaced, once they are an hour old (a test that
+# pinned one by ID may still be starting it). Other repositories' builds
+# (another TAG) are left alone.
+docker image prune -f --filter "label=goray.io/repository=$REPO" --filter until=1h >/dev/null 2>&1 || true
 docker image inspect --format '{{.Id}}' "$TAG"
