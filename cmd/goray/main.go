@@ -23,7 +23,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       goray.Version(),
 	}
-	root.AddCommand(startCmd(), stopCmd(), statusCmd(), authTokenCmd(), microbenchmarkCmd(), jobCmd(), memoryCmd(), listCmd(), requestResourcesCmd(), healthCheckCmd())
+	root.AddCommand(startCmd(), stopCmd(), statusCmd(), authTokenCmd(), microbenchmarkCmd(), jobCmd(), memoryCmd(), listCmd(), requestResourcesCmd(), healthCheckCmd(), kuberayAutoscalerCmd())
 	root.AddCommand(launcherCmds()...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "goray:", err)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -34,6 +35,8 @@ type Config struct {
 	Pods raycluster.Options
 	// Requeue is the resync period of a quiet cluster.
 	Requeue time.Duration
+	// SkipNameValidation lets one process build several managers (tests).
+	SkipNameValidation bool
 }
 
 // ConfigFromEnv reads KubeRay's operator environment knobs:
@@ -59,6 +62,7 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 		LeaderElection:          c.LeaderElection,
 		LeaderElectionID:        "goray-operator.ray.io",
 		LeaderElectionNamespace: c.LeaderElectionNS,
+		Controller:              config.Controller{SkipNameValidation: &c.SkipNameValidation},
 	}
 	if opts.Metrics.BindAddress == "" {
 		opts.Metrics.BindAddress = "0"

@@ -38,7 +38,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Stop()
-	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0"})
+	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
 	if err != nil {
 		t.Fatal(err)
 	}

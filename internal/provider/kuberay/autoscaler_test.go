@@ -1,0 +1,195 @@
+package kuberay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/manager"
+	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
+	"github.com/goray/goray/testcluster"
+)
+
+// writeKubeconfig writes a kubeconfig for the test API server's admin.
+func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
+	b64 := base64.StdEncoding.EncodeToString
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: test
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: admin
+  user:
+    token: %q
+    client-certificate-data: %s
+    client-key-data: %s
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+`, cfg.Host, b64(cfg.CAData), cfg.BearerToken, b64(cfg.CertData), b64(cfg.KeyData))
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestKubeRayAutoscalerScalesTheRayCluster: a goray head on loopback and
+// `goray kuberay-autoscaler` pointed at the test API server. Demand beyond
+// the head raises the worker group's replicas (the operator then creates
+// pods, for which the test starts goray worker nodes as a kubelet would);
+// once the demand is gone and the workers idle, the autoscaler lowers
+// replicas and names exactly those pods in workersToDelete, and the
+// operator deletes them.
+func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	mgr, err := manager.New(env.Config, manager.Config{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	mgrDone := make(chan error, 1)
+	mctx, mcancel := context.WithCancel(ctx)
+	go func() { mgrDone <- mgr.Start(mctx) }()
+	defer func() { mcancel(); <-mgrDone }()
+	c := env.Client
+
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "auto", Namespace: "default"}}
+	rc.Spec.EnableInTreeAutoscaling = ptr.To(true)
+	rc.Spec.AutoscalerOptions = &rayv1.AutoscalerOptions{IdleTimeoutSeconds: ptr.To[int32](2)}
+	rc.Spec.HeadGroupSpec.RayStartParams = map[string]string{"num-cpus": "1"}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
+	g := rayv1.WorkerGroupSpec{GroupName: "small", Replicas: ptr.To[int32](0), MinReplicas: ptr.To[int32](0), MaxReplicas: ptr.To[int32](3)}
+	g.Template.Spec.Containers = []corev1.Container{{Name: "ray-worker", Image: "goray:test", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")}}}}
+	rc.Spec.WorkerGroupSpecs = []rayv1.WorkerGroupSpec{g}
+	if err := c.Create(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+
+	head := testcluster.Start(t, testcluster.Options{HeadCPUs: 1})
+	var logs syncBuffer
+	as := exec.Command(head.Bin, "kuberay-autoscaler", "--cluster-name=auto", "--cluster-namespace=default",
+		"--kubeconfig="+writeKubeconfig(t, env.Config), "--address="+head.Address)
+	as.Env = append(head.Env(), "AUTOSCALER_UPDATE_INTERVAL_S=0.3")
+	as.Stdout, as.Stderr = &logs, &logs
+	if err := as.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		as.Process.Kill()
+		as.Wait()
+		if t.Failed() {
+			t.Logf("kuberay-autoscaler log:\n%s", logs.String())
+		}
+	}()
+
+	get := func() *rayv1.RayCluster {
+		var cur rayv1.RayCluster
+		if err := c.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil {
+			t.Fatal(err)
+		}
+		return &cur
+	}
+	workers := func() []corev1.Pod {
+		var pods corev1.PodList
+		c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "auto", raycluster.LabelNodeType: "worker"})
+		var out []corev1.Pod
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+
+	// Demand for 3 CPUs where the head has 1: two 1-CPU workers.
+	if _, err := head.Goray("request-resources", "--num-cpus=3"); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 60*time.Second, "replicas raised to 2", func() bool {
+		return *get().Spec.WorkerGroupSpecs[0].Replicas == 2
+	})
+	testcluster.Eventually(t, 30*time.Second, "the operator's 2 worker pods", func() bool { return len(workers()) == 2 })
+	pods := workers()
+	for i, p := range pods {
+		// Stand in for the kubelet: run the pod's goray node, report it running.
+		head.AddNode(testcluster.NodeOptions{CPUs: 1, Env: []string{"GORAY_CLOUD_INSTANCE_ID=" + p.Name, "GORAY_NODE_TYPE_NAME=small"}})
+		p.Status.Phase = corev1.PodRunning
+		p.Status.PodIP = fmt.Sprintf("127.0.0.%d", i+2)
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "ray-worker", Image: "goray:test", Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+		if err := c.Status().Update(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// While the demand holds, nothing more is launched nor removed.
+	time.Sleep(1500 * time.Millisecond)
+	if r := *get().Spec.WorkerGroupSpecs[0].Replicas; r != 2 || len(workers()) != 2 {
+		t.Fatalf("with the demand met: replicas %d, %d worker pods; want 2 and 2", r, len(workers()))
+	}
+
+	// Demand gone: after the 2 s idle timeout both workers are named.
+	if _, err := head.Goray("request-resources"); err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	testcluster.Eventually(t, 60*time.Second, "replicas lowered to 0 and the workers deleted", func() bool {
+		cur := get()
+		for _, n := range cur.Spec.WorkerGroupSpecs[0].ScaleStrategy.WorkersToDelete {
+			named[n] = true
+		}
+		return *cur.Spec.WorkerGroupSpecs[0].Replicas == 0 && len(workers()) == 0
+	})
+	for _, p := range pods {
+		if !named[p.Name] {
+			t.Errorf("pod %s was deleted without being named in workersToDelete (named: %v)", p.Name, named)
+		}
+	}
+	if len(named) != 2 {
+		t.Errorf("workersToDelete named %v, want exactly the 2 workers", named)
+	}
+}
