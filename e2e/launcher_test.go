@@ -629,6 +629,11 @@ available_node_types:
 	if ips := strings.Fields(cli.stdout(30*time.Second, "get-worker-ips", cfg)); len(ips) != 1 {
 		t.Fatalf("get-worker-ips: %v", ips)
 	}
+	// --workers-only cannot reach the process provider's workers: it says
+	// so instead of claiming it terminated them.
+	if out, err := cli.run(time.Minute, "down", "-y", "--workers-only", cfg); err == nil || claimsDown(out) || !strings.Contains(out, "processes of the head") {
+		t.Errorf("goray down --workers-only with the process provider: %v\n%s", err, out)
+	}
 	if got := strings.TrimSpace(cli.stdout(30*time.Second, "exec", cfg, "echo $GORAY_TEMP")); "GORAY_TEMP="+got != temp {
 		t.Fatalf("the cluster's commands run with GORAY_TEMP=%s, want %s", got, temp)
 	}
