@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/goray/goray"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/proto/rpcpb"
 	"github.com/goray/goray/testcluster"
 )
@@ -221,6 +225,21 @@ func TestClientAPI(t *testing.T) {
 	}
 }
 
+// headStoreObjects is how many objects the head's object store holds.
+func headStoreObjects(t *testing.T, c *testcluster.Cluster) int64 {
+	t.Helper()
+	conn, err := grpc.NewClient(c.Head.Info.RayletAddress, append(auth.DialOptions(c.Token), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := rpcpb.NewRayletClient(conn).GetObjectStoreStats(context.Background(), &rpcpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.NumObjects
+}
+
 func actorState(t *testing.T, c *testcluster.Cluster, id string) string {
 	t.Helper()
 	as, err := c.GCS().ListActors(context.Background(), &rpcpb.Empty{})
@@ -314,6 +333,14 @@ func TestClientSessionLost(t *testing.T) {
 	}
 	getT(t, incr.Remote(h, goray.Val(1)))
 	getT(t, incr.Remote(d, goray.Val(1)))
+	// An object of the session in the head's object store.
+	held, err := goray.Put(bytes.Repeat([]byte("x"), 4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := headStoreObjects(t, c); n != 1 {
+		t.Fatalf("head object store holds %d objects after a 4 MiB put", n)
+	}
 	t.Cleanup(func() { // the detached actor outlives the test's job
 		c.GCS().KillActor(context.Background(), &rpcpb.KillActorRequest{ActorId: d.ID(), NoRestart: true})
 	})
@@ -342,6 +369,10 @@ func TestClientSessionLost(t *testing.T) {
 	if s := actorState(t, c, d.ID()); s != "ACTOR_ALIVE" {
 		t.Fatalf("detached actor %s after the session ended", s)
 	}
+	testcluster.Eventually(t, 30*time.Second, "the session's object to be freed", func() bool {
+		return headStoreObjects(t, c) == 0
+	})
+	_ = held
 	out, err := c.Goray("list", "actors")
 	if err != nil {
 		t.Fatal(err)
