@@ -13,3 +13,5 @@ fi
 cd "$ROOT"
 "$BIN/controller-gen" object paths=./operator/api/...
 "$BIN/controller-gen" crd:allowDangerousTypes=true,maxDescLen=0 paths=./operator/api/... output:crd:artifacts:config=operator/config/crd
+# The Helm chart installs the same CRDs.
+cp operator/config/crd/*.yaml operator/helm/goray-operator/crds/
