@@ -32,11 +32,20 @@ func (frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return protoCodec.Marshal(v)
 	}
-	// A copy of the frame without the bulk bytes: the original stays
-	// intact, to be sent again after a reconnect.
-	hdr := &clientpb.Frame{Seq: f.Seq, Ack: f.Ack, Hello: f.Hello, Welcome: f.Welcome, Msgs: make([]*clientpb.Msg, len(f.Msgs))}
+	hdr := f
+	for _, m := range f.Msgs {
+		if hasBulk(m) {
+			// A copy of the frame without the bulk bytes: the original
+			// stays intact, to be sent again after a reconnect.
+			hdr = &clientpb.Frame{Seq: f.Seq, Ack: f.Ack, Hello: f.Hello, Welcome: f.Welcome, Msgs: make([]*clientpb.Msg, len(f.Msgs))}
+			break
+		}
+	}
 	var bulk [][]byte
 	for i, m := range f.Msgs {
+		if hdr == f {
+			break // no bulk bytes: the frame is its own header
+		}
 		switch b := m.Body.(type) {
 		case *clientpb.Msg_Put:
 			p := b.Put
@@ -68,6 +77,14 @@ func (frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 	}
 	return out, nil
+}
+
+func hasBulk(m *clientpb.Msg) bool {
+	switch m.Body.(type) {
+	case *clientpb.Msg_Put, *clientpb.Msg_Data:
+		return true
+	}
+	return false
 }
 
 var errBadFrame = errors.New("client: malformed frame")
