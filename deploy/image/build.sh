@@ -9,6 +9,7 @@
 #
 # The image is FROM scratch and holds:
 #   /usr/local/bin/goray      static goray (CGO_ENABLED=0), /usr/local/bin/ray -> goray
+#   /usr/local/bin/goray-operator  the Kubernetes operator (operator/cmd/goray-operator)
 #   /bin/bash, /bin/sh        Debian's bash-static
 #   /bin/busybox + applets    Debian's busybox-static (ls cat ps kill sleep grep sed awk ip wget ...)
 #   glibc's loader and libs   /lib64/ld-linux-x86-64.so.2, /lib/x86_64-linux-gnu/libc.so.6, ...
@@ -50,6 +51,7 @@ chmod 0700 "$FS"/root
 # reproducible, so its hash only changes with the code.
 CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$FS"/usr/local/bin/goray ./cmd/goray
 ln -s goray "$FS"/usr/local/bin/ray
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$FS"/usr/local/bin/goray-operator ./operator/cmd/goray-operator
 VERSION=$("$FS"/usr/local/bin/goray --version | awk '{print $NF}')
 
 # Shells and tools.
