@@ -42,7 +42,7 @@ if ! [ -x "$DIR/kube-apiserver" ] || [ "$(cat "$DIR/key" 2>/dev/null)" != "$KEY"
 	rm -f "$DIR/key"
 	(
 		cd "$MOD"
-		GOFLAGS=-mod=readonly go build \
+		GOFLAGS="-mod=readonly -buildvcs=false" go build \
 			-ldflags "-X k8s.io/component-base/version.gitVersion=$VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR" \
 			-o "$DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 	) >&2
