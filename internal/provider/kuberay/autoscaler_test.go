@@ -19,12 +19,26 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/goray/goray"
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/manager"
 	"github.com/goray/goray/operator/raycluster"
 	"github.com/goray/goray/operator/test/testenv"
 	"github.com/goray/goray/testcluster"
 )
+
+// The test binary is a goray program: raylets start it in worker mode.
+func TestMain(m *testing.M) {
+	if goray.IsWorker() {
+		goray.Init() // never returns
+	}
+	os.Exit(m.Run())
+}
+
+var whereAmI = goray.Register1("kuberay.whereAmI", func(ctx context.Context, sleep time.Duration) (string, error) {
+	time.Sleep(sleep)
+	return goray.NodeID(), nil
+})
 
 // writeKubeconfig writes a kubeconfig for the test API server's admin.
 func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
@@ -145,9 +159,17 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 		return out
 	}
 
-	// Demand for 3 CPUs where the head has 1: two 1-CPU workers.
-	if _, err := head.Goray("request-resources", "--num-cpus=3"); err != nil {
+	// Three 1-CPU tasks where the head has 1 CPU: two wait, two 1-CPU
+	// workers are asked for.
+	t.Setenv("GORAY_AUTH_TOKEN", head.Token)
+	t.Setenv("HOME", head.Home)
+	if err := goray.Init(goray.Address(head.Address)); err != nil {
 		t.Fatal(err)
+	}
+	defer goray.Shutdown()
+	var refs []goray.ObjectRef[string]
+	for range 3 {
+		refs = append(refs, whereAmI.Remote(goray.Val(8*time.Second)))
 	}
 	testcluster.Eventually(t, 60*time.Second, "replicas raised to 2", func() bool {
 		return *get().Spec.WorkerGroupSpecs[0].Replicas == 2
@@ -166,16 +188,24 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// While the demand holds, nothing more is launched nor removed.
-	time.Sleep(1500 * time.Millisecond)
+	// The tasks run on the head and the two new nodes; meanwhile nothing
+	// more is launched nor removed.
+	ran := map[string]bool{}
+	for _, r := range refs {
+		id, err := goray.Get(ctx, r, goray.Timeout(60*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran[id] = true
+	}
+	if len(ran) != 3 {
+		t.Errorf("the 3 tasks ran on %d nodes, want 3 (the head and both workers)", len(ran))
+	}
 	if r := *get().Spec.WorkerGroupSpecs[0].Replicas; r != 2 || len(workers()) != 2 {
 		t.Fatalf("with the demand met: replicas %d, %d worker pods; want 2 and 2", r, len(workers()))
 	}
 
 	// Demand gone: after the 2 s idle timeout both workers are named.
-	if _, err := head.Goray("request-resources"); err != nil {
-		t.Fatal(err)
-	}
 	named := map[string]bool{}
 	testcluster.Eventually(t, 60*time.Second, "replicas lowered to 0 and the workers deleted", func() bool {
 		cur := get()
