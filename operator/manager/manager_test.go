@@ -31,7 +31,8 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() bool)
 // TestOperatorReconcilesThroughWatches runs the whole operator (manager,
 // informers, event recorder) against a real API server: a new cluster gets
 // its pods, a replicas change is seen through the watch, a deleted pod is
-// replaced, and an invalid cluster yields a Warning Event in the API.
+// replaced, an invalid cluster yields a Warning Event in the API, and the
+// RayJob controller runs too (an invalid RayJob fails validation).
 func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
@@ -109,5 +110,15 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 			}
 		}
 		return false
+	})
+
+	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "nojob", Namespace: "default"}, Spec: rayv1.RayJobSpec{Entrypoint: "true"}}
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the RayJob marked ValidationFailed", 30*time.Second, func() bool {
+		var cur rayv1.RayJob
+		c.Get(ctx, client.ObjectKeyFromObject(job), &cur)
+		return cur.Status.JobDeploymentStatus == rayv1.JobDeploymentStatusValidationFailed
 	})
 }
