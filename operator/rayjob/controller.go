@@ -330,6 +330,14 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
 		if s.JobStatus == rayv1.JobStatusFailed {
+			if job.Spec.BackoffLimit != nil && valueOr(s.Failed) < *job.Spec.BackoffLimit {
+				// A retry runs the job again on a new cluster.
+				s.Failed = ptrInt32(valueOr(s.Failed) + 1)
+				s.JobDeploymentStatus = rayv1.JobDeploymentStatusRetrying
+				r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, string(rayv1.AppFailed), "Retry",
+					"Job %s failed (%s); retry %d of %d on a new cluster", s.JobId, info.Message, valueOr(s.Failed), *job.Spec.BackoffLimit)
+				return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+			}
 			r.fail(job, s, rayv1.AppFailed, "job "+s.JobId+" failed: "+info.Message)
 		} else {
 			s.JobDeploymentStatus = rayv1.JobDeploymentStatusComplete
@@ -338,6 +346,18 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 			s.Succeeded = ptrInt32(valueOr(s.Succeeded) + 1)
 			r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Completed", "Reconcile", "Job %s ended %s", s.JobId, s.JobStatus)
 		}
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+
+	case rayv1.JobDeploymentStatusRetrying:
+		// Delete the failed attempt's cluster, then start over with new
+		// names; the counts stay.
+		if s.RayClusterName != "" && job.Spec.RayClusterSpec != nil {
+			rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: s.RayClusterName, Namespace: job.Namespace}}
+			if err := r.Client.Delete(ctx, rc); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+		}
+		*s = rayv1.RayJobStatus{Succeeded: s.Succeeded, Failed: s.Failed, ObservedGeneration: s.ObservedGeneration}
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 
 	case rayv1.JobDeploymentStatusComplete, rayv1.JobDeploymentStatusFailed:

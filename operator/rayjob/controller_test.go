@@ -67,16 +67,21 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, entrypoint string
+		backoffLimit     int32
 		status           rayv1.JobStatus
 		deployment       rayv1.JobDeploymentStatus
+		failed           int32
 	}{
-		{"succeeds", `test "$GREETING" = hello && echo done`, rayv1.JobStatusSucceeded, rayv1.JobDeploymentStatusComplete},
-		{"fails", "exit 3", rayv1.JobStatusFailed, rayv1.JobDeploymentStatusFailed},
+		{"succeeds", `test "$GREETING" = hello && echo done`, 0, rayv1.JobStatusSucceeded, rayv1.JobDeploymentStatusComplete, 0},
+		{"fails", "exit 3", 0, rayv1.JobStatusFailed, rayv1.JobDeploymentStatusFailed, 1},
+		{"retries", "exit 3", 1, rayv1.JobStatusFailed, rayv1.JobDeploymentStatusFailed, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "job-" + c.name, Namespace: "default"}, Spec: jobSpec(c.entrypoint)}
+			job.Spec.BackoffLimit = &c.backoffLimit
+			clusters := map[string]bool{}
 			if err := env.Client.Create(ctx, job); err != nil {
 				t.Fatal(err)
 			}
@@ -92,6 +97,9 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 				st := &cur.Status
 				var rc rayv1.RayCluster
 				err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: st.RayClusterName}, &rc)
+				if err == nil {
+					clusters[rc.Name] = true
+				}
 				if err == nil && rc.Status.State != rayv1.Ready {
 					// Stand in for the RayCluster controller and the kubelet:
 					// the cluster's token Secret holds the head's token, and
@@ -121,6 +129,15 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			st := cur.Status
+			if valueOr(st.Failed) != c.failed || len(clusters) != int(c.failed) && c.failed > 0 {
+				t.Errorf("failed %d times on clusters %v, want %d", valueOr(st.Failed), clusters, c.failed)
+			}
+			for name := range clusters {
+				var rc rayv1.RayCluster
+				if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &rc); !apierrors.IsNotFound(err) {
+					t.Errorf("cluster %s of an earlier attempt still there: %v", name, err)
+				}
+			}
 			if st.JobStatus != c.status || st.JobDeploymentStatus != c.deployment || st.EndTime == nil || st.StartTime == nil || !strings.HasPrefix(st.JobId, "job-"+c.name+"-") {
 				t.Errorf("final status %+v", st)
 			}
