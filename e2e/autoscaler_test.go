@@ -20,7 +20,7 @@ import (
 
 // autoscalingCluster starts a head with 0 CPUs whose autoscaler launches
 // 2-CPU process nodes.
-func autoscalingCluster(t *testing.T, minWorkers int, idleMinutes string) *testcluster.Cluster {
+func autoscalingCluster(t *testing.T, minWorkers int, idleMinutes string) (*testcluster.Cluster, string) {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
 	yaml := `cluster_name: e2e
@@ -46,7 +46,7 @@ available_node_types:
 	return testcluster.Start(t, testcluster.Options{
 		HeadFlags: []string{"--num-cpus=0", "--autoscaling-config=" + cfg},
 		Env:       []string{"AUTOSCALER_UPDATE_INTERVAL_S=0.3"},
-	})
+	}), cfg
 }
 
 // workerNodes returns the autoscaled nodes the GCS knows, alive and dead.
@@ -75,7 +75,7 @@ func workerNodes(t *testing.T, gcs rpcpb.GcsServiceClient) (alive, dead []*rpcpb
 }
 
 func TestAutoscalerProcessProviderScalesUpAndDown(t *testing.T) {
-	c := autoscalingCluster(t, 0, "0.05") // 3 s idle timeout
+	c, cfg := autoscalingCluster(t, 0, "0.05") // 3 s idle timeout
 	gcs := c.GCS()
 	connect(t, c)
 
@@ -153,10 +153,32 @@ func TestAutoscalerProcessProviderScalesUpAndDown(t *testing.T) {
 	if !strings.Contains(st, "Recent failures:\n (no failures)\n") {
 		t.Errorf("nodes scaled down on purpose are not failures:\n%s", st)
 	}
+
+	// The head rereads its config when the file changes, as Ray's monitor
+	// does: a broken edit is reported and ignored, then min_workers: 1
+	// brings a node up with no demand.
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(b, []byte("bogus_key: 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 15*time.Second, "the broken config reported", func() bool {
+		st, _ = c.Goray("status")
+		return strings.Contains(st, "ConfigError") && strings.Contains(st, `unknown key "bogus_key"`)
+	})
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "min_workers: 0", "min_workers: 1", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "a node for the new min_workers", func() bool {
+		alive, _ := workerNodes(t, gcs)
+		return len(alive) == 1
+	})
 }
 
 func TestAutoscalerKeepsMinWorkers(t *testing.T) {
-	c := autoscalingCluster(t, 1, "0.01")
+	c, _ := autoscalingCluster(t, 1, "0.01")
 	gcs := c.GCS()
 	var first *rpcpb.NodeInfo
 	testcluster.Eventually(t, 30*time.Second, "the min_workers node", func() bool {

@@ -128,7 +128,8 @@ func startCmd() *cobra.Command {
 				ClientServerPort: clientPort, ClientServerPortSet: f.Changed("ray-client-server-port"), ClientServerHost: clientHost,
 				NumCPUs: -1, NumGPUs: -1, Memory: memory, ObjectStoreMemory: objectStoreMemory,
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
-				ObjectSpillingDir: spillDir, Autoscaling: scaling, NewProvider: registry.New,
+				ObjectSpillingDir: spillDir, Autoscaling: scaling, AutoscalingPath: autoscalingConfig,
+				NewProvider: registry.New, ValidateProvider: registry.Validate,
 			}
 			if f.Changed("num-cpus") {
 				cfg.NumCPUs = numCPUs

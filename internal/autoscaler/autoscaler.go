@@ -52,7 +52,13 @@ type Options struct {
 	// ExtraDemands adds demand no raylet queues: job entrypoints waiting
 	// for their resources on the head.
 	ExtraDemands func() []map[string]float64
-	Logger       *slog.Logger
+	// ConfigPath, when set, is reread at the start of a round whenever its
+	// modification time or size changes; a version that fails to load, or
+	// that Reloaded refuses, is reported and the old one kept. The cluster
+	// name and provider type cannot change.
+	ConfigPath string
+	Reloaded   func(*clusterconfig.Config) error
+	Logger     *slog.Logger
 }
 
 // Failure is one entry of "Recent failures".
@@ -100,6 +106,8 @@ type Autoscaler struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	configStamp string // modification time and size of ConfigPath last read
 
 	mu        sync.Mutex
 	firstSeen map[string]time.Time // provider node → when first listed
@@ -177,8 +185,42 @@ func Start(opts Options) (*Autoscaler, error) {
 		firstSeen: map[string]time.Time{}, known: map[string]string{}, ours: map[string]bool{},
 		backoff: map[string]time.Time{}, delay: map[string]time.Duration{},
 	}
+	a.configStamp = stamp(opts.ConfigPath)
 	go a.run(ctx)
 	return a, nil
+}
+
+func stamp(path string) string {
+	if path == "" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", fi.ModTime().UnixNano(), fi.Size())
+}
+
+// reload rereads the config file if it changed since the last read.
+func (a *Autoscaler) reload() {
+	st := stamp(a.opts.ConfigPath)
+	if st == "" || st == a.configStamp {
+		return
+	}
+	a.configStamp = st
+	c, err := clusterconfig.Load(a.opts.ConfigPath)
+	if err == nil && (c.ClusterName != a.opts.Config.ClusterName || c.Provider.Type != a.opts.Config.Provider.Type) {
+		err = fmt.Errorf("cluster_name and provider.type cannot change while the head runs (have %s/%s)", a.opts.Config.ClusterName, a.opts.Config.Provider.Type)
+	}
+	if err == nil && a.opts.Reloaded != nil {
+		err = a.opts.Reloaded(c)
+	}
+	if err != nil {
+		a.fail("", "ConfigError", "reload "+a.opts.ConfigPath+": "+err.Error()+" (keeping the previous config)")
+		return
+	}
+	a.log.Info("config reloaded", "path", a.opts.ConfigPath)
+	a.opts.Config, a.cfg = c, PlannerConfig(c)
 }
 
 // Stop ends the loop; nodes keep running.
@@ -240,6 +282,7 @@ func (a *Autoscaler) failNode(id, typ, kind, detail string) {
 func (a *Autoscaler) round(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	a.reload()
 	pv := a.opts.Provider
 	// Providers that know why a node went away say so; for the others a
 	// node missing from the listing is reported.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/autoscaler"
+	"github.com/goray/goray/internal/clusterconfig"
 	"github.com/goray/goray/internal/provider"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -42,7 +43,16 @@ func (n *Node) startAutoscaler(session string) error {
 	}
 	n.GCS.SetLaunchable(autoscaler.Launchable(c))
 	n.autoscaler, err = autoscaler.Start(autoscaler.Options{Config: c, Provider: pv, GCS: rpcpb.NewGcsServiceClient(conn), Logger: log,
-		ExtraDemands: n.jobs.PendingDemands})
+		ExtraDemands: n.jobs.PendingDemands, ConfigPath: n.cfg.AutoscalingPath,
+		Reloaded: func(c *clusterconfig.Config) error {
+			if n.cfg.ValidateProvider != nil {
+				if err := n.cfg.ValidateProvider(c); err != nil {
+					return err
+				}
+			}
+			n.GCS.SetLaunchable(autoscaler.Launchable(c))
+			return nil
+		}})
 	return err
 }
 

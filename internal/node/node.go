@@ -102,6 +102,11 @@ type Config struct {
 	// NewProvider builds the autoscaler's node provider (registry.New in
 	// the CLI; the library links no providers).
 	NewProvider func(*clusterconfig.Config, provider.Params, provider.Host) (provider.NodeProvider, error)
+	// AutoscalingPath is the file Autoscaling came from; the autoscaler
+	// rereads it when it changes, as Ray's monitor does each round, and
+	// ValidateProvider checks a new version against the provider.
+	AutoscalingPath  string
+	ValidateProvider func(*clusterconfig.Config) error
 	// InstanceID and NodeType name the node for the autoscaler (default:
 	// $GORAY_CLOUD_INSTANCE_ID / $RAY_CLOUD_INSTANCE_ID and
 	// $GORAY_NODE_TYPE_NAME / $RAY_NODE_TYPE_NAME; on the head, its
