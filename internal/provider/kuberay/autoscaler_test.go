@@ -159,7 +159,7 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 		return out
 	}
 
-	// Three 1-CPU tasks where the head has 1 CPU: two wait, two 1-CPU
+	// Three 1-CPU tasks where the head has 1 CPU: two wait, and 1-CPU
 	// workers are asked for.
 	t.Setenv("GORAY_AUTH_TOKEN", head.Token)
 	t.Setenv("HOME", head.Home)
@@ -171,55 +171,80 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 	for range 3 {
 		refs = append(refs, whereAmI.Remote(goray.Val(8*time.Second)))
 	}
-	testcluster.Eventually(t, 60*time.Second, "replicas raised to 2", func() bool {
-		return *get().Spec.WorkerGroupSpecs[0].Replicas == 2
-	})
-	testcluster.Eventually(t, 30*time.Second, "the operator's 2 worker pods", func() bool { return len(workers()) == 2 })
-	pods := workers()
-	for i, p := range pods {
-		// Stand in for the kubelet: run the pod's goray node, report it running.
-		head.AddNode(testcluster.NodeOptions{CPUs: 1, Env: []string{"GORAY_CLOUD_INSTANCE_ID=" + p.Name, "GORAY_NODE_TYPE_NAME=small"}})
-		p.Status.Phase = corev1.PodRunning
-		p.Status.PodIP = fmt.Sprintf("127.0.0.%d", i+2)
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "ray-worker", Image: "goray:test", Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
-		if err := c.Status().Update(ctx, &p); err != nil {
-			t.Fatal(err)
+	// The "kubelet": every worker pod the operator creates gets a goray
+	// node (with the pod's name as its instance id) and is reported
+	// running.
+	started := map[string]bool{}
+	kubelet := func() {
+		for i, p := range workers() {
+			if started[p.Name] {
+				continue
+			}
+			started[p.Name] = true
+			head.AddNode(testcluster.NodeOptions{CPUs: 1, Env: []string{"GORAY_CLOUD_INSTANCE_ID=" + p.Name, "GORAY_NODE_TYPE_NAME=small"}})
+			p.Status.Phase = corev1.PodRunning
+			p.Status.PodIP = fmt.Sprintf("127.0.0.%d", i+2)
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "ray-worker", Image: "goray:test", Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+			if err := c.Status().Update(ctx, &p); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	// The tasks run on the head and the two new nodes; meanwhile nothing
-	// more is launched nor removed.
+	type result struct {
+		node string
+		err  error
+	}
+	results := make(chan result, len(refs))
+	go func() {
+		for _, r := range refs {
+			id, err := goray.Get(ctx, r, goray.Timeout(90*time.Second))
+			results <- result{id, err}
+		}
+	}()
 	ran := map[string]bool{}
-	for _, r := range refs {
-		id, err := goray.Get(ctx, r, goray.Timeout(60*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	for n := 0; n < len(refs); {
+		kubelet()
+		select {
+		case res := <-results:
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			ran[res.node] = true
+			n++
+		case <-time.After(100 * time.Millisecond):
 		}
-		ran[id] = true
 	}
+	// Each node has 1 CPU and the tasks overlap: three nodes ran them.
 	if len(ran) != 3 {
-		t.Errorf("the 3 tasks ran on %d nodes, want 3 (the head and both workers)", len(ran))
+		t.Errorf("the 3 tasks ran on %d nodes, want 3", len(ran))
 	}
-	if r := *get().Spec.WorkerGroupSpecs[0].Replicas; r != 2 || len(workers()) != 2 {
-		t.Fatalf("with the demand met: replicas %d, %d worker pods; want 2 and 2", r, len(workers()))
+	// Two workers were needed; the autoscaler may launch one more while
+	// the first are pending (a lease waiting for its worker process counts
+	// as demand; that one is then removed once idle), never more than
+	// maxReplicas.
+	if len(started) < 2 || len(started) > 3 {
+		t.Errorf("the operator made %d worker pods; want 2 (or 3)", len(started))
 	}
 
-	// Demand gone: after the 2 s idle timeout both workers are named.
+	// Demand gone: after the 2 s idle timeout every worker is named in
+	// workersToDelete and the operator deletes it.
 	named := map[string]bool{}
 	testcluster.Eventually(t, 60*time.Second, "replicas lowered to 0 and the workers deleted", func() bool {
+		kubelet()
 		cur := get()
 		for _, n := range cur.Spec.WorkerGroupSpecs[0].ScaleStrategy.WorkersToDelete {
 			named[n] = true
 		}
 		return *cur.Spec.WorkerGroupSpecs[0].Replicas == 0 && len(workers()) == 0
 	})
-	for _, p := range pods {
-		if !named[p.Name] {
-			t.Errorf("pod %s was deleted without being named in workersToDelete (named: %v)", p.Name, named)
+	for name := range started {
+		if !named[name] {
+			t.Errorf("pod %s was deleted without being named in workersToDelete (named: %v)", name, named)
 		}
 	}
-	if len(named) != 2 {
-		t.Errorf("workersToDelete named %v, want exactly the 2 workers", named)
+	if len(named) != len(started) {
+		t.Errorf("workersToDelete named %v, want exactly the %d workers", named, len(started))
 	}
 }

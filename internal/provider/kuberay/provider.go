@@ -27,6 +27,11 @@ type Provider struct {
 	cluster   string
 	log       *slog.Logger
 	mu        sync.Mutex
+	// listed counts each group's worker pods as the last listing showed
+	// them: the autoscaler plans on that listing, so a launch of count
+	// nodes means listed+count workers even when the operator created
+	// more pods since.
+	listed map[string]int
 }
 
 // New returns the provider of cluster in namespace.
@@ -86,6 +91,15 @@ func (p *Provider) NonTerminatedNodes(ctx context.Context, tagFilters map[string
 	if err != nil {
 		return nil, err
 	}
+	listed := map[string]int{}
+	for i := range pods {
+		if pods[i].Metadata.Labels[labelNodeType] == "worker" {
+			listed[pods[i].Metadata.Labels[labelGroup]]++
+		}
+	}
+	p.mu.Lock()
+	p.listed = listed
+	p.mu.Unlock()
 	var nodes []provider.Node
 	for i := range pods {
 		n := podNode(&pods[i])
@@ -155,10 +169,12 @@ func (p *Provider) CreateNodes(ctx context.Context, req provider.CreateRequest) 
 		return nil // the next round plans again
 	}
 	g := &rc.Spec.WorkerGroupSpecs[i]
-	have := 0
-	for _, pod := range pods {
-		if pod.Metadata.Labels[labelNodeType] == "worker" && pod.Metadata.Labels[labelGroup] == req.NodeType {
-			have++
+	have, ok := p.listed[req.NodeType]
+	if !ok && p.listed == nil { // no listing yet: count now
+		for _, pod := range pods {
+			if pod.Metadata.Labels[labelNodeType] == "worker" && pod.Metadata.Labels[labelGroup] == req.NodeType {
+				have++
+			}
 		}
 	}
 	cur := int32(0)
