@@ -79,7 +79,7 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "job-" + c.name, Namespace: "default"}, Spec: jobSpec(c.entrypoint)}
+			job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("job-%s-%d", c.name, time.Now().UnixNano()%100000), Namespace: "default"}, Spec: jobSpec(c.entrypoint)}
 			job.Spec.BackoffLimit = &c.backoffLimit
 			clusters := map[string]bool{}
 			if err := env.Client.Create(ctx, job); err != nil {
@@ -138,7 +138,7 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 					t.Errorf("cluster %s of an earlier attempt still there: %v", name, err)
 				}
 			}
-			if st.JobStatus != c.status || st.JobDeploymentStatus != c.deployment || st.EndTime == nil || st.StartTime == nil || !strings.HasPrefix(st.JobId, "job-"+c.name+"-") {
+			if st.JobStatus != c.status || st.JobDeploymentStatus != c.deployment || st.EndTime == nil || st.StartTime == nil || !strings.HasPrefix(st.JobId, job.Name+"-") {
 				t.Errorf("final status %+v", st)
 			}
 			if c.status == rayv1.JobStatusFailed && st.Reason != rayv1.AppFailed {
@@ -157,7 +157,7 @@ func TestRayJobInvalidSpec(t *testing.T) {
 	ctx := context.Background()
 	ev := &events{}
 	r := &Reconciler{Client: env.Client, Recorder: ev}
-	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{Name: "bad-job", Namespace: "default"}, Spec: rayv1.RayJobSpec{Entrypoint: "true"}}
+	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-job-", Namespace: "default"}, Spec: rayv1.RayJobSpec{Entrypoint: "true"}}
 	if err := env.Client.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
