@@ -211,6 +211,38 @@ func valueOr(p *int32) int32 {
 // step does what the current deployment status calls for.
 func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus) (ctrl.Result, error) {
 	switch s.JobDeploymentStatus {
+	case rayv1.JobDeploymentStatusInitializing, rayv1.JobDeploymentStatusWaiting, rayv1.JobDeploymentStatusRunning:
+		if job.Spec.Suspend {
+			s.JobDeploymentStatus = rayv1.JobDeploymentStatusSuspending
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		}
+	}
+	switch s.JobDeploymentStatus {
+	case rayv1.JobDeploymentStatusSuspending:
+		// Stop the job, delete the cluster the job made, forget the attempt
+		// (Kueue suspends and resumes jobs this way).
+		var rc rayv1.RayCluster
+		if s.RayClusterName == "" {
+			// nothing was made yet
+		} else if err := r.Client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: s.RayClusterName}, &rc); err == nil {
+			if s.JobId != "" && s.DashboardURL != "" {
+				if d, err := r.dashboard(ctx, &rc, s.DashboardURL); err == nil {
+					d.StopJob(ctx, s.JobId)
+				}
+			}
+			if job.Spec.RayClusterSpec != nil {
+				if err := r.Client.Delete(ctx, &rc); err != nil && !apierrors.IsNotFound(err) {
+					return ctrl.Result{}, err
+				}
+			}
+		} else if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Suspended", "Suspend", "Suspended: deleted RayCluster %s", s.RayClusterName)
+		*s = rayv1.RayJobStatus{Succeeded: s.Succeeded, Failed: s.Failed, ObservedGeneration: s.ObservedGeneration,
+			JobDeploymentStatus: rayv1.JobDeploymentStatusSuspended}
+		return ctrl.Result{}, nil
+
 	case rayv1.JobDeploymentStatusNew, rayv1.JobDeploymentStatusSuspended:
 		if job.Spec.Suspend {
 			s.JobDeploymentStatus = rayv1.JobDeploymentStatusSuspended

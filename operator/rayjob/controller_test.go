@@ -170,3 +170,57 @@ func TestRayJobInvalidSpec(t *testing.T) {
 		t.Errorf("status %+v events %v", cur.Status, ev.all)
 	}
 }
+
+// TestRayJobSuspendDeletesItsClusterAndResumeStartsOver: suspending an
+// initializing job deletes the cluster it made; resuming makes a new one.
+func TestRayJobSuspendDeletesItsClusterAndResumeStartsOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := &Reconciler{Client: env.Client, Recorder: &events{}}
+	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{GenerateName: "sus-", Namespace: "default"}, Spec: jobSpec("true")}
+	if err := env.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	reconcile := func() *rayv1.RayJob {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(job)}); err != nil {
+			t.Fatal(err)
+		}
+		var cur rayv1.RayJob
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(job), &cur); err != nil {
+			t.Fatal(err)
+		}
+		return &cur
+	}
+	reconcile()
+	cur := reconcile() // Initializing: the cluster is created
+	first := cur.Status.RayClusterName
+	var rc rayv1.RayCluster
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: first}, &rc); err != nil || cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusInitializing {
+		t.Fatalf("status %+v, cluster %v", cur.Status, err)
+	}
+	cur.Spec.Suspend = true
+	if err := env.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	cur = reconcile()
+	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusSuspended || cur.Status.RayClusterName != "" {
+		t.Fatalf("after suspend: %+v", cur.Status)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: first}, &rc); !apierrors.IsNotFound(err) {
+		t.Fatalf("cluster %s after suspend: %v", first, err)
+	}
+	cur.Spec.Suspend = false
+	if err := env.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	cur = reconcile()
+	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusInitializing || cur.Status.RayClusterName == "" || cur.Status.RayClusterName == first {
+		t.Fatalf("after resume: %+v", cur.Status)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: cur.Status.RayClusterName}, &rc); err != nil {
+		t.Fatalf("no new cluster after resume: %v", err)
+	}
+}
