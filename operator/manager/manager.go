@@ -8,9 +8,12 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -73,6 +76,19 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 	if c.Namespace != "" {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{c.Namespace: {}}
 	}
+	// Cache only the pods and services of goray clusters (every one the
+	// operator makes carries ray.io/cluster), not the whole cluster's; read
+	// Secrets (the cluster tokens) straight from the API server, never
+	// caching every Secret.
+	ours, err := labels.Parse(raycluster.LabelCluster)
+	if err != nil {
+		return nil, err
+	}
+	opts.Cache.ByObject = map[client.Object]cache.ByObject{
+		&corev1.Pod{}:     {Label: ours},
+		&corev1.Service{}: {Label: ours},
+	}
+	opts.Client.Cache = &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("operator: %w", err)

@@ -59,7 +59,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&rayv1.RayCluster{}).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
-		Owns(&corev1.Secret{}).
 		Named("raycluster").
 		Complete(r)
 }
