@@ -44,12 +44,13 @@ type Config struct {
 
 // ConfigFromEnv reads KubeRay's operator environment knobs:
 // CLUSTER_DOMAIN, ENABLE_INIT_CONTAINER_INJECTION, ENABLE_PROBES_INJECTION,
-// RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV.
+// ENABLE_DETERMINISTIC_HEAD_POD_NAME, RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV.
 func ConfigFromEnv() Config {
 	c := Config{MetricsAddr: ":8080", ProbeAddr: ":8082"}
 	c.Pods.ClusterDomain = os.Getenv("CLUSTER_DOMAIN")
 	c.Pods.NoInitContainer = os.Getenv("ENABLE_INIT_CONTAINER_INJECTION") == "false"
 	c.Pods.NoProbes = os.Getenv("ENABLE_PROBES_INJECTION") == "false"
+	c.Pods.DeterministicHeadName = os.Getenv("ENABLE_DETERMINISTIC_HEAD_POD_NAME") == "true"
 	if s, err := strconv.Atoi(os.Getenv("RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV")); err == nil && s > 0 {
 		c.Requeue = time.Duration(s) * time.Second
 	}

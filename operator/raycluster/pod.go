@@ -52,6 +52,9 @@ type Options struct {
 	NoInitContainer bool
 	// NoProbes leaves out the liveness and readiness probes.
 	NoProbes bool
+	// DeterministicHeadName names the head pod <cluster>-head instead of
+	// a generated name (ENABLE_DETERMINISTIC_HEAD_POD_NAME).
+	DeterministicHeadName bool
 }
 
 func (o Options) domain() string {
@@ -252,6 +255,13 @@ func formatQuantity(q resource.Quantity) string {
 	return strconv.FormatFloat(q.AsApproximateFloat64(), 'f', -1, 64)
 }
 
+func autoscalerVersion(rc *rayv1.RayCluster) rayv1.AutoscalerVersion {
+	if o := rc.Spec.AutoscalerOptions; o != nil && o.Version != nil {
+		return *o.Version
+	}
+	return ""
+}
+
 func autoscaling(rc *rayv1.RayCluster) bool {
 	return rc.Spec.EnableInTreeAutoscaling != nil && *rc.Spec.EnableInTreeAutoscaling
 }
@@ -260,7 +270,13 @@ func autoscaling(rc *rayv1.RayCluster) bool {
 func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 	h := &rc.Spec.HeadGroupSpec
 	pod := buildPod(rc, h.Template, podLabels(rc, NodeTypeHead, HeadGroupName), h.Labels, rc.Name+"-head-")
+	if o.DeterministicHeadName {
+		pod.GenerateName, pod.Name = "", strings.ToLower(truncate(rc.Name+"-head", 63))
+	}
 	c := &pod.Spec.Containers[0]
+	if v := autoscalerVersion(rc); v != "" {
+		setDefaultEnv(c, "RAY_enable_autoscaler_v2", fmt.Sprint(v == "v2"))
+	}
 	params := startParams(rc, true, h.RayStartParams, h.Resources, h.Labels, c, o)
 	setCommand(c, StartCommand(true, params))
 	port := gcsPort(rc)
@@ -351,6 +367,11 @@ func buildPod(rc *rayv1.RayCluster, tmpl corev1.PodTemplateSpec, labels, nodeLab
 		pod.Labels[k] = labels[k]
 	}
 	pod.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(rc, rayv1.GroupVersion.WithKind("RayCluster"))}
+	if autoscalerVersion(rc) == "v2" && autoscaling(rc) {
+		// Autoscaler v2 replaces a node whose goray ended rather than
+		// restarting it in place.
+		pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	}
 	if pod.Spec.RestartPolicy == "" {
 		pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	}

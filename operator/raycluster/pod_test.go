@@ -61,3 +61,26 @@ func TestWorkerStartParams(t *testing.T) {
 		t.Errorf("init containers %+v", pod.Spec.InitContainers)
 	}
 }
+
+// TestAutoscalerV2AndDeterministicHeadName: autoscalerOptions.version sets
+// the head's RAY_enable_autoscaler_v2 and, for v2, restartPolicy Never;
+// ENABLE_DETERMINISTIC_HEAD_POD_NAME names the head <cluster>-head.
+func TestAutoscalerV2AndDeterministicHeadName(t *testing.T) {
+	v2 := rayv1.AutoscalerVersion("v2")
+	on := true
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "rc", Namespace: "ns"}}
+	rc.Spec.EnableInTreeAutoscaling = &on
+	rc.Spec.AutoscalerOptions = &rayv1.AutoscalerOptions{Version: &v2}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "h"}}
+	pod := BuildHeadPod(rc, Options{DeterministicHeadName: true})
+	if e, ok := envValue(&pod.Spec.Containers[0], "RAY_enable_autoscaler_v2"); !ok || e.Value != "true" {
+		t.Errorf("RAY_enable_autoscaler_v2 = %+v", e)
+	}
+	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever || pod.Name != "rc-head" || pod.GenerateName != "" {
+		t.Errorf("head pod %s (%q) restartPolicy %s", pod.Name, pod.GenerateName, pod.Spec.RestartPolicy)
+	}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "RAY_enable_autoscaler_v2", Value: "1"}}
+	if err := Validate(rc); err == nil {
+		t.Error("version and RAY_enable_autoscaler_v2 both accepted")
+	}
+}

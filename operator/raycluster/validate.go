@@ -36,6 +36,17 @@ func Validate(rc *rayv1.RayCluster) error {
 	if err := validateGroupParams("headGroupSpec", h.RayStartParams, h.Resources); err != nil {
 		return err
 	}
+	for _, e := range h.Template.Spec.Containers[0].Env {
+		if e.Name != "RAY_enable_autoscaler_v2" {
+			continue
+		}
+		if autoscalerVersion(rc) != "" {
+			return invalid("set autoscalerOptions.version or the head's RAY_enable_autoscaler_v2 env, not both")
+		}
+		if !autoscaling(rc) {
+			return invalid("the head's RAY_enable_autoscaler_v2 env needs enableInTreeAutoscaling")
+		}
+	}
 	seen := map[string]bool{}
 	for i := range rc.Spec.WorkerGroupSpecs {
 		g := &rc.Spec.WorkerGroupSpecs[i]
