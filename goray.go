@@ -156,7 +156,10 @@ func Init(opts ...InitOption) error {
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		return fmt.Errorf("goray: address %q is a dashboard URL; Init needs the GCS address HOST:PORT (port 6379 by default) or the client server goray://HOST:PORT (10001)", addr)
 	}
-	if rest, ok := clientAddress(addr); ok {
+	if rest, ok, err := client.ParseAddress(addr); ok {
+		if err != nil {
+			return err
+		}
 		r, err := connectClient(rest, cfg)
 		if err != nil {
 			return err
@@ -214,21 +217,13 @@ func Init(opts ...InitOption) error {
 	return nil
 }
 
-// clientAddress reports whether addr names a client server (goray:// or
-// ray://) and returns its host:port.
-func clientAddress(addr string) (string, bool) {
-	for _, p := range []string{"goray://", "ray://"} {
-		if rest, ok := strings.CutPrefix(addr, p); ok {
-			return rest, true
-		}
-	}
-	return "", false
-}
-
 // connectClient opens a Ray Client session with the client server at addr.
 func connectClient(addr string, cfg initConfig) (*runtime, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("goray: client server address %q: want goray://HOST:PORT (port 10001 by default)", addr)
+	if cfg.keepalive < 0 {
+		return nil, fmt.Errorf("goray: ClientKeepalive(%s): want a positive duration (default %s)", cfg.keepalive, client.DefaultKeepalive)
+	}
+	if cfg.grace < 0 {
+		return nil, fmt.Errorf("goray: ClientReconnectGracePeriod(%s): want a positive duration (default %s, at most %s)", cfg.grace, client.DefaultGrace, client.MaxGrace)
 	}
 	var token string
 	if !auth.Disabled() {
@@ -241,7 +236,7 @@ func connectClient(addr string, cfg initConfig) (*runtime, error) {
 		}
 		token = t
 	}
-	grace := cfg.grace
+	grace := min(cfg.grace, client.MaxGrace)
 	if grace == 0 {
 		g, err := client.GraceFromEnv()
 		if err != nil {
@@ -284,6 +279,7 @@ func (r *runtime) connectDriver(addr, token string, logTo io.Writer, namespace s
 	gcs := rpcpb.NewGcsServiceClient(conn)
 	nodes, err := gcs.GetAllNodes(ctx, &rpcpb.Empty{})
 	if err != nil {
+		err = client.NotGCSHint(addr, err)
 		return fmt.Errorf("goray: connect to GCS at %s: %s", addr, status.Convert(err).Message())
 	}
 	local := pickLocalNode(nodes.Nodes)

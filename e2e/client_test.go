@@ -444,7 +444,33 @@ func TestClientBadInput(t *testing.T) {
 	if err := goray.Init(goray.Address("goray://" + c.Address)); err == nil || !strings.Contains(err.Error(), "not a goray client server") {
 		t.Fatalf("GCS address as client server: %v", err)
 	}
-	if err := goray.Init(goray.Address("goray://nohostport")); err == nil || !strings.Contains(err.Error(), "want goray://HOST:PORT") {
-		t.Fatalf("malformed address: %v", err)
+	for _, bad := range []string{"goray://127.0.0.1:", "goray://", "GORAY://:", "ray://h:port"} {
+		err := goray.Init(goray.Address(bad))
+		if err == nil || !strings.Contains(err.Error(), "want goray://HOST[:PORT] (port 10001 by default)") || strings.Contains(err.Error(), "resolver") {
+			t.Fatalf("malformed address %q: %v", bad, err)
+		}
+	}
+	// No port means 10001, as in Ray; the scheme's case does not matter.
+	if err := goray.Init(goray.Address("GORAY://127.0.0.1")); err == nil || !strings.Contains(err.Error(), "127.0.0.1:10001") {
+		t.Fatalf("address without a port: %v", err)
+	}
+	// Negative options are refused before dialing.
+	if err := goray.Init(goray.Address("goray://"+c.Head.Info.ClientAddress), goray.ClientKeepalive(-time.Second)); err == nil || !strings.Contains(err.Error(), "ClientKeepalive(-1s)") {
+		t.Fatalf("negative keepalive: %v", err)
+	}
+	if err := goray.Init(goray.Address("goray://"+c.Head.Info.ClientAddress), goray.ClientReconnectGracePeriod(-time.Second)); err == nil || !strings.Contains(err.Error(), "ClientReconnectGracePeriod(-1s)") {
+		t.Fatalf("negative grace: %v", err)
+	}
+	// The client port without goray:// suggests it.
+	if err := goray.Init(goray.Address(c.Head.Info.ClientAddress)); err == nil || !strings.Contains(err.Error(), "use the address goray://"+c.Head.Info.ClientAddress) {
+		t.Fatalf("client port as GCS address: %v", err)
+	}
+	// Auth disabled on the client against a cluster with auth: no token
+	// was sent, and the advice comes once.
+	t.Setenv("GORAY_AUTH_MODE", "disabled")
+	err = goray.Init(goray.Address("goray://" + c.Head.Info.ClientAddress))
+	if err == nil || !strings.Contains(err.Error(), "this program sent none") || strings.Contains(err.Error(), "refused this program's token") ||
+		strings.Count(err.Error(), "GORAY_AUTH_TOKEN") != 1 {
+		t.Fatalf("auth disabled on the client: %v", err)
 	}
 }

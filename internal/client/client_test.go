@@ -22,6 +22,7 @@ import (
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/internal/version"
 	"github.com/goray/goray/proto/clientpb"
+	"github.com/goray/goray/proto/rpcpb"
 )
 
 // lossySender delivers frames to a peer link until cut, then drops them.
@@ -148,6 +149,13 @@ func TestGraceFromEnv(t *testing.T) {
 		{"1.5", "9", 1500 * time.Millisecond, false},
 		{"250ms", "", 250 * time.Millisecond, false},
 		{"soon", "", 0, true},
+		{"-1", "", 0, true},
+		// 0 means the default, as on the server; huge values are capped at
+		// the server's 1 h instead of overflowing.
+		{"0", "", DefaultGrace, false},
+		{"0s", "", DefaultGrace, false},
+		{"1e300", "", MaxGrace, false},
+		{"100000h", "", MaxGrace, false},
 	} {
 		t.Setenv("GORAY_CLIENT_RECONNECT_GRACE_PERIOD", tc.goray)
 		t.Setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", tc.ray)
@@ -254,6 +262,68 @@ func TestSessionRefusals(t *testing.T) {
 	}
 	if _, err := DashboardAddress(context.Background(), addr, "wrong"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("dashboard with a wrong token: %v", err)
+	}
+	// No token sent (GORAY_AUTH_MODE=disabled): say so, and advise once.
+	_, err = DashboardAddress(context.Background(), addr, "")
+	if err == nil || !strings.Contains(err.Error(), "this program sent none") || strings.Contains(err.Error(), "refused this program's token") ||
+		strings.Count(err.Error(), "GORAY_AUTH_TOKEN") != 1 {
+		t.Errorf("dashboard with no token: %v", err)
+	}
+	// A GCS call to the client server suggests goray://.
+	cc, err := grpc.NewClient(addr, append(auth.DialOptions("secret"), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(NotGCSInterceptor(addr)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	_, err = rpcpb.NewGcsServiceClient(cc).GetAllNodes(context.Background(), &rpcpb.Empty{})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "use the address goray://"+addr) {
+		t.Errorf("GCS call to the client server: %v", err)
+	}
+}
+
+func TestParseAddress(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok, bad  bool
+	}{
+		{"10.0.0.1:6379", "", false, false},
+		{"http://h:8265", "", false, false},
+		{"", "", false, false},
+		{"goray://h:1234", "h:1234", true, false},
+		{"ray://h:1234", "h:1234", true, false},
+		{"GORAY://h:1234", "h:1234", true, false},
+		{"Ray://h", "h:10001", true, false},
+		{"goray://h", "h:10001", true, false},
+		{"goray://h/", "h:10001", true, false},
+		{"goray://10.1.2.3", "10.1.2.3:10001", true, false},
+		{"goray://[::1]", "[::1]:10001", true, false},
+		{"goray://[::1]:7", "[::1]:7", true, false},
+		{"goray://h:", "", true, true},
+		{"goray://", "", true, true},
+		{"goray://:10001", "", true, true},
+		{"goray://h:port", "", true, true},
+		{"goray://h:99999", "", true, true},
+	} {
+		got, ok, err := ParseAddress(tc.in)
+		if got != tc.want || ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("ParseAddress(%q) = %q %v %v, want %q %v bad=%v", tc.in, got, ok, err, tc.want, tc.ok, tc.bad)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "want goray://HOST[:PORT]") || strings.Contains(err.Error(), "resolver")) {
+			t.Errorf("ParseAddress(%q): unclear error %v", tc.in, err)
+		}
+	}
+}
+
+func TestCheckGrace(t *testing.T) {
+	if _, err := CheckGrace(-time.Second); err == nil {
+		t.Error("negative grace accepted")
+	}
+	if g, _ := CheckGrace(0); g != DefaultGrace {
+		t.Errorf("0 -> %s", g)
+	}
+	if g, _ := CheckGrace(1000 * time.Hour); g != MaxGrace {
+		t.Errorf("1000h -> %s", g)
 	}
 }
 

@@ -33,7 +33,9 @@ import (
 const DefaultKeepalive = 30 * time.Second
 
 // GraceFromEnv reads GORAY_CLIENT_RECONNECT_GRACE_PERIOD or Ray's
-// RAY_CLIENT_RECONNECT_GRACE_PERIOD: seconds, or a Go duration.
+// RAY_CLIENT_RECONNECT_GRACE_PERIOD: seconds, or a Go duration; 0 means
+// the default (DefaultGrace, as on the server) and more than MaxGrace is
+// capped at MaxGrace.
 func GraceFromEnv() (time.Duration, error) {
 	for _, name := range []string{"GORAY_CLIENT_RECONNECT_GRACE_PERIOD", "RAY_CLIENT_RECONNECT_GRACE_PERIOD"} {
 		v := os.Getenv(name)
@@ -41,10 +43,10 @@ func GraceFromEnv() (time.Duration, error) {
 			continue
 		}
 		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-			return time.Duration(s * float64(time.Second)), nil
+			return CheckGrace(secondsDuration(s))
 		}
 		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-			return d, nil
+			return CheckGrace(d)
 		}
 		return 0, fmt.Errorf("goray: %s=%q: want seconds or a duration like 30s", name, v)
 	}
@@ -122,9 +124,10 @@ type call struct {
 // Dial checks the server, uploads this program's executable when the
 // cluster lacks it, and opens a session.
 func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
-	if cfg.Grace == 0 {
+	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}
+	cfg.Grace = min(cfg.Grace, MaxGrace)
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = DefaultKeepalive
 	}
@@ -177,7 +180,11 @@ func (c *Conn) callError(what string, err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("goray: the client server at %s refused this program's token (%s); set GORAY_AUTH_TOKEN to the cluster's token (goray get-auth-token on the head)", c.cfg.Address, st.Message())
+		const advice = "set GORAY_AUTH_TOKEN to the cluster's token (goray get-auth-token on the head)"
+		if c.cfg.Token == "" {
+			return fmt.Errorf("goray: the client server at %s requires an auth token and this program sent none (GORAY_AUTH_MODE=disabled or no token found); %s", c.cfg.Address, advice)
+		}
+		return fmt.Errorf("goray: the client server at %s refused this program's token (%s); %s", c.cfg.Address, st.Message(), advice)
 	case codes.DeadlineExceeded, codes.Unavailable:
 		return fmt.Errorf("goray: cannot reach a goray client server at %s: %s", c.cfg.Address, st.Message())
 	case codes.Unimplemented:
@@ -703,7 +710,7 @@ func DashboardAddress(ctx context.Context, addr, token string) (string, error) {
 	defer cc.Close()
 	info, err := clientpb.NewRayClientClient(cc).Info(ctx, &clientpb.InfoRequest{})
 	if err != nil {
-		return "", (&Conn{cfg: DialConfig{Address: addr}}).callError("ask", err)
+		return "", (&Conn{cfg: DialConfig{Address: addr, Token: token}}).callError("ask", err)
 	}
 	if info.DashboardAddress == "" {
 		return "", fmt.Errorf("goray: the client server at %s knows no dashboard address", addr)
