@@ -43,7 +43,10 @@ func dashboardURL(ctx context.Context, flag string) (string, error) {
 			}
 			return strings.TrimRight(a, "/"), nil
 		}
-		if rest, ok := clientServerAddress(a); ok {
+		if rest, ok, err := client.ParseAddress(a); ok {
+			if err != nil {
+				return "", err
+			}
 			tok, err := clusterToken()
 			if err != nil {
 				return "", err
@@ -79,17 +82,6 @@ func dashboardURL(ctx context.Context, flag string) (string, error) {
 		return "", fmt.Errorf("the cluster at %s publishes no dashboard address", addr)
 	}
 	return "http://" + string(r.Value), nil
-}
-
-// clientServerAddress reports whether a is a Ray Client address
-// (goray://HOST:PORT or ray://HOST:PORT) and returns its host:port.
-func clientServerAddress(a string) (string, bool) {
-	for _, p := range []string{"goray://", "ray://"} {
-		if rest, ok := strings.CutPrefix(a, p); ok {
-			return rest, true
-		}
-	}
-	return "", false
 }
 
 func newJobClient(ctx context.Context, address string) (*jobClient, error) {

@@ -250,7 +250,7 @@ func TestJobCLIOnCluster(t *testing.T) {
 		}
 		b, _ := json.Marshal(c.Head.Info)
 		json.Unmarshal(b, &dash)
-		for _, addr := range []string{"http://" + dash.DashboardAddress, c.Address, "goray://" + c.Head.Info.ClientAddress, "ray://" + c.Head.Info.ClientAddress} {
+		for _, addr := range []string{"http://" + dash.DashboardAddress, c.Address, "goray://" + c.Head.Info.ClientAddress, "ray://" + c.Head.Info.ClientAddress, "GORAY://" + c.Head.Info.ClientAddress} {
 			if st := mustJob(t, c, "status", "--address", addr, "fails"); !strings.Contains(st, "FAILED") {
 				t.Errorf("status via %s: %q", addr, st)
 			}
@@ -260,6 +260,19 @@ func TestJobCLIOnCluster(t *testing.T) {
 		}
 		if _, errOut, err := jobCLI(c, []string{"GORAY_AUTH_TOKEN=wrong"}, "list"); err == nil || !strings.Contains(errOut, "invalid token") {
 			t.Errorf("wrong token via the GCS: %v %s", err, errOut)
+		}
+		// The client port without goray:// suggests it; no doubled "goray: goray:".
+		if _, errOut, err := jobCLI(c, nil, "list", "--address", c.Head.Info.ClientAddress); err == nil || !strings.Contains(errOut, "use the address goray://"+c.Head.Info.ClientAddress) {
+			t.Errorf("client port as GCS address: %v %s", err, errOut)
+		}
+		for _, addr := range []string{"goray://127.0.0.1:", "goray://"} {
+			if _, errOut, err := jobCLI(c, nil, "submit", "--address", addr, "--", "true"); err == nil || !strings.Contains(errOut, "want goray://HOST[:PORT]") || strings.Contains(errOut, "goray: goray:") {
+				t.Errorf("submit --address %s: %v %s", addr, err, errOut)
+			}
+		}
+		// No port means the client server's 10001 (not 443).
+		if _, errOut, err := jobCLI(c, nil, "submit", "--address", "goray://127.0.0.1", "--", "true"); err == nil || !strings.Contains(errOut, "127.0.0.1:10001") || strings.Contains(errOut, "goray: goray:") {
+			t.Errorf("submit --address goray://127.0.0.1: %v %s", err, errOut)
 		}
 		if _, errOut, err := jobCLI(c, nil, "delete", "sleeper"); err != nil || !strings.Contains(mustJob(t, c, "list"), "waiter") || strings.Contains(mustJob(t, c, "list"), "sleeper") {
 			t.Errorf("delete: %v %s", err, errOut)

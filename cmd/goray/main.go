@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,7 +27,13 @@ func main() {
 	root.AddCommand(startCmd(), stopCmd(), statusCmd(), authTokenCmd(), microbenchmarkCmd(), jobCmd(), memoryCmd(), listCmd(), requestResourcesCmd(), healthCheckCmd(), kuberayAutoscalerCmd())
 	root.AddCommand(launcherCmds()...)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "goray:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
+}
+
+// errorLine is how main prints a command's error: with one "goray:"
+// prefix, whether or not the error (from the goray package) has its own.
+func errorLine(err error) string {
+	return "goray: " + strings.TrimPrefix(err.Error(), "goray: ")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/goray/goray"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/node"
 )
 
@@ -71,6 +72,16 @@ func microbenchmarkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if trials < 2 || duration <= 0 {
 				return fmt.Errorf("need --trials >= 2 and a positive --duration")
+			}
+			if cmd.Flags().Changed("address") && !viaCli {
+				return fmt.Errorf("--address works only with --client (the client server goray://HOST:PORT of a running cluster); without --client microbenchmark always measures a fresh local cluster")
+			}
+			if viaCli && address != "" {
+				if _, ok, err := client.ParseAddress(address); err != nil {
+					return err
+				} else if !ok {
+					return fmt.Errorf("--client --address %q: want the client server goray://HOST:PORT (port %d by default), not a GCS or dashboard address", address, client.DefaultPort)
+				}
 			}
 			if viaCli {
 				n := -1.0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,5 +23,41 @@ func TestMicrobenchmarkClient(t *testing.T) {
 	}
 	if n := strings.Count(out, "\n"); n != 6 {
 		t.Errorf("%d lines, want 6:\n%s", n, out)
+	}
+}
+
+// TestMicrobenchmarkAddressErrors: --address needs --client and a client
+// server address (goray://); a GCS address is refused, not measured as a
+// driver. Errors carry one "goray:" prefix. No cluster starts.
+func TestMicrobenchmarkAddressErrors(t *testing.T) {
+	c := newCLI(t)
+	c.extraEnv = []string{"GORAY_AUTH_MODE=disabled"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--address", "127.0.0.1:6379"}, "--address works only with --client"},
+		{[]string{"--address", "goray://127.0.0.1:1"}, "--address works only with --client"},
+		{[]string{"--client", "--address", "127.0.0.1:6379"}, "want the client server goray://HOST:PORT"},
+		{[]string{"--client", "--address", "http://127.0.0.1:8265"}, "want the client server goray://HOST:PORT"},
+		{[]string{"--client", "--address", "goray://127.0.0.1:"}, "goray: client server address"},
+		// No port means 10001.
+		{[]string{"--client", "--address", "GORAY://127.0.0.1"}, "127.0.0.1:10001"},
+	} {
+		out, err := c.run(append([]string{"microbenchmark", "--trials", "2", "--duration", "10ms"}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) || strings.Contains(out, "goray: goray:") || strings.Contains(out, "client__") {
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
+		}
+	}
+}
+
+func TestErrorLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"goray: client server address": "goray: client server address",
+		"--trials":                     "goray: --trials",
+	} {
+		if got := errorLine(errors.New(in)); got != want {
+			t.Errorf("errorLine(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

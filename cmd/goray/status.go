@@ -19,6 +19,7 @@ import (
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/autoscaler"
 	"github.com/goray/goray/internal/autoscaler/request"
+	"github.com/goray/goray/internal/client"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/proto/rpcpb"
 )
@@ -33,7 +34,7 @@ func resolveAddress(flag, tempDir string) (string, error) {
 		if strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://") {
 			return "", fmt.Errorf("address %q is a dashboard URL; this command needs the GCS address HOST:PORT (port 6379 by default)", a)
 		}
-		if strings.HasPrefix(a, "goray://") || strings.HasPrefix(a, "ray://") {
+		if _, ok, _ := client.ParseAddress(a); ok {
 			return "", fmt.Errorf("address %q names the head's client server (Ray Client); this command needs the GCS address HOST:PORT (port 6379 by default)", a)
 		}
 		return a, nil
@@ -51,7 +52,7 @@ func gcsClient(addr string) (rpcpb.GcsServiceClient, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(addr, append(auth.DialOptions(tok), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr, append(auth.DialOptions(tok), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithChainUnaryInterceptor(client.NotGCSInterceptor(addr)))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster address %q: %w", addr, err)
 	}
