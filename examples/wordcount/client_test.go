@@ -42,7 +42,10 @@ func newNetns(t *testing.T) netns {
 	exec.Command("ip", "netns", "del", n.Name).Run() // left over by a killed run
 	exec.Command("ip", "link", "del", host).Run()
 	sh(t, "ip", "netns", "add", n.Name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.Name).Run(); exec.Command("ip", "link", "del", host).Run() })
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", n.Name).Run()
+		exec.Command("ip", "link", "del", host).Run()
+	})
 	sh(t, "ip", "link", "add", host, "type", "veth", "peer", "name", peer)
 	sh(t, "ip", "link", "set", peer, "netns", n.Name)
 	sh(t, "ip", "addr", "add", n.HostIP+"/24", "dev", host)
