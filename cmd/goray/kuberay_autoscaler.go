@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/internal/provider/kuberay"
 )
 
@@ -42,7 +44,13 @@ func kuberayAutoscalerCmd() *cobra.Command {
 				return err
 			}
 			if address == "" {
-				address = "127.0.0.1:6379"
+				// Beside the head in its pod: goray's GCS listens on the pod's
+				// IP (the node IP), not on loopback as Ray's does.
+				port := os.Getenv("RAY_PORT")
+				if port == "" {
+					port = "6379"
+				}
+				address = net.JoinHostPort(node.DetectNodeIP(""), port)
 				for _, a := range []string{os.Getenv("GORAY_ADDRESS"), os.Getenv("RAY_ADDRESS")} {
 					if a != "" && a != "auto" {
 						address = a
@@ -68,7 +76,7 @@ func kuberayAutoscalerCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&name, "cluster-name", "", "the RayCluster's name")
 	f.StringVar(&namespace, "cluster-namespace", "", "the RayCluster's namespace")
-	f.StringVar(&address, "address", "", "the head's GCS address (default GORAY_ADDRESS, RAY_ADDRESS, else 127.0.0.1:6379)")
+	f.StringVar(&address, "address", "", "the head's GCS address (default GORAY_ADDRESS, RAY_ADDRESS, else this pod's IP and $RAY_PORT or 6379)")
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG, else the pod's service account)")
 	return cmd
 }

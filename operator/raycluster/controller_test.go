@@ -203,9 +203,14 @@ func TestRayClusterCreatesHeadServiceWorkersAndSecret(t *testing.T) {
 	if hc.LivenessProbe == nil || hc.LivenessProbe.HTTPGet.Path != "/api/healthz" || hc.LivenessProbe.HTTPGet.Port.IntValue() != 52365 {
 		t.Errorf("head liveness probe %+v", hc.LivenessProbe)
 	}
-	if hc.ReadinessProbe == nil || !strings.Contains(hc.ReadinessProbe.Exec.Command[2], "localhost:8265/api/gcs_healthz") ||
-		!strings.Contains(hc.ReadinessProbe.Exec.Command[2], "localhost:52365/api/local_raylet_healthz") {
+	if hc.ReadinessProbe == nil || hc.ReadinessProbe.HTTPGet.Path != "/api/gcs_healthz" || hc.ReadinessProbe.HTTPGet.Port.IntValue() != 8265 {
 		t.Errorf("head readiness probe %+v", hc.ReadinessProbe)
+	}
+	if e, ok := envValue(hc, "GORAY_ADDRESS"); !ok || e.Value != "$(GORAY_POD_IP):6379" {
+		t.Errorf("head GORAY_ADDRESS %+v", e)
+	}
+	if e, ok := envValue(hc, EnvPodIP); !ok || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+		t.Errorf("head %s %+v", EnvPodIP, e)
 	}
 	var secret corev1.Secret
 	if err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "demo-auth"}, &secret); err != nil || len(secret.Data[AuthTokenKey]) != 64 {
@@ -242,7 +247,7 @@ func TestRayClusterCreatesHeadServiceWorkersAndSecret(t *testing.T) {
 		if !strings.Contains(wc.Args[0], "goray start  --address=demo-head-svc."+ns+".svc.cluster.local:6379  --block ") || !strings.Contains(wc.Args[0], " --num-cpus=2 ") {
 			t.Errorf("worker command %q", wc.Args[0])
 		}
-		if wc.ReadinessProbe == nil || !strings.Contains(wc.ReadinessProbe.Exec.Command[2], "/api/local_raylet_healthz") {
+		if wc.ReadinessProbe == nil || wc.ReadinessProbe.HTTPGet.Path != "/api/local_raylet_healthz" || wc.ReadinessProbe.HTTPGet.Port.IntValue() != 52365 {
 			t.Errorf("worker readiness %+v", wc.ReadinessProbe)
 		}
 		if e, ok := envValue(wc, "GORAY_AUTH_TOKEN"); !ok || e.ValueFrom.SecretKeyRef.Name != "demo-auth" {

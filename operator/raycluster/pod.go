@@ -33,6 +33,10 @@ const (
 
 	// AuthTokenKey is the Secret key holding the cluster token.
 	AuthTokenKey = "auth_token"
+
+	// EnvPodIP holds the pod's IP in the goray containers; the head's
+	// GORAY_ADDRESS refers to it as $(GORAY_POD_IP).
+	EnvPodIP = "GORAY_POD_IP"
 )
 
 // Default ports of the head's services and every node's agent.
@@ -281,8 +285,9 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 	setCommand(c, StartCommand(true, params))
 	port := gcsPort(rc)
 	addEnv(c, rc, true, params, o)
-	setDefaultEnv(c, "RAY_ADDRESS", fmt.Sprintf("127.0.0.1:%d", port))
-	setDefaultEnv(c, "GORAY_ADDRESS", fmt.Sprintf("127.0.0.1:%d", port))
+	// goray's GCS listens on the pod's IP (the node IP), not on loopback.
+	setDefaultEnv(c, "RAY_ADDRESS", fmt.Sprintf("$(%s):%d", EnvPodIP, port))
+	setDefaultEnv(c, "GORAY_ADDRESS", fmt.Sprintf("$(%s):%d", EnvPodIP, port))
 	if len(c.Ports) == 0 {
 		c.Ports = []corev1.ContainerPort{
 			{Name: "gcs-server", ContainerPort: int32(port)},
@@ -292,10 +297,7 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 	}
 	addMetricsPort(c)
 	if !o.NoProbes {
-		agent := agentPort(params)
-		setProbes(c, agent, fmt.Sprintf(
-			"wget -T 2 -q -O- http://localhost:%d/api/local_raylet_healthz | grep success && wget -T 2 -q -O- http://localhost:%d/api/gcs_healthz | grep success",
-			agent, dashboardPort(rc)), 5)
+		setProbes(c, agentPort(params), "/api/gcs_healthz", dashboardPort(rc), 5)
 	}
 	if autoscaling(rc) {
 		pod.Spec.Containers = append(pod.Spec.Containers, autoscalerContainer(rc, c))
@@ -320,8 +322,7 @@ func BuildWorkerPod(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, o Options) *
 	setDefaultEnv(c, "RAY_IP", HeadServiceName(rc))
 	addMetricsPort(c)
 	if !o.NoProbes {
-		agent := agentPort(params)
-		setProbes(c, agent, fmt.Sprintf("wget -T 2 -q -O- http://localhost:%d/api/local_raylet_healthz | grep success", agent), 2)
+		setProbes(c, agentPort(params), "/api/local_raylet_healthz", agentPort(params), 2)
 	}
 	if !o.NoInitContainer {
 		init := corev1.Container{
@@ -434,6 +435,7 @@ func fieldEnv(c *corev1.Container, name, path string) {
 
 // addEnv gives the goray container the cluster's identity and token.
 func addEnv(c *corev1.Container, rc *rayv1.RayCluster, head bool, params map[string]string, o Options) {
+	fieldEnv(c, EnvPodIP, "status.podIP")
 	fieldEnv(c, "RAY_CLUSTER_NAME", "metadata.labels['"+LabelCluster+"']")
 	fieldEnv(c, "RAY_CLUSTER_NAMESPACE", "metadata.namespace")
 	fieldEnv(c, "RAY_CLOUD_INSTANCE_ID", "metadata.name")
@@ -468,10 +470,12 @@ func addMetricsPort(c *corev1.Container) {
 	c.Ports = append(c.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: DefaultMetricsPort})
 }
 
-// setProbes adds KubeRay's probes where the user set none: liveness is the
-// agent's /api/healthz, readiness the exec check (the head also asks the
-// GCS through the dashboard).
-func setProbes(c *corev1.Container, agent int, readyCmd string, timeout int32) {
+// setProbes adds probes where the user set none: liveness is the agent's
+// /api/healthz, readiness the given endpoint (the head's /api/gcs_healthz on
+// the dashboard, a worker's /api/local_raylet_healthz on the agent). They
+// are HTTP GETs on the pod's IP, where goray listens (no shell or wget
+// needed in the image).
+func setProbes(c *corev1.Container, agent int, readyPath string, readyPort int, timeout int32) {
 	if c.LivenessProbe == nil {
 		c.LivenessProbe = &corev1.Probe{
 			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/api/healthz", Port: intstr.FromInt32(int32(agent))}},
@@ -480,7 +484,7 @@ func setProbes(c *corev1.Container, agent int, readyCmd string, timeout int32) {
 	}
 	if c.ReadinessProbe == nil {
 		c.ReadinessProbe = &corev1.Probe{
-			ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"bash", "-c", readyCmd}}},
+			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyPath, Port: intstr.FromInt32(int32(readyPort))}},
 			InitialDelaySeconds: 10, PeriodSeconds: 5, TimeoutSeconds: timeout, SuccessThreshold: 1, FailureThreshold: 10,
 		}
 	}
@@ -522,7 +526,8 @@ func autoscalerContainer(rc *rayv1.RayCluster, head *corev1.Container) corev1.Co
 	fieldEnv(&c, "RAY_HEAD_POD_NAME", "metadata.name")
 	setDefaultEnv(&c, "KUBERAY_CRD_VER", "v1")
 	setDefaultEnv(&c, "KUBERAY_GEN_AUTOSCALER_START_CMD", cmd)
-	setDefaultEnv(&c, "GORAY_ADDRESS", fmt.Sprintf("127.0.0.1:%d", gcsPort(rc)))
+	fieldEnv(&c, EnvPodIP, "status.podIP")
+	setDefaultEnv(&c, "GORAY_ADDRESS", fmt.Sprintf("$(%s):%d", EnvPodIP, gcsPort(rc)))
 	for _, e := range head.Env { // the token, so the autoscaler reaches the GCS
 		if e.Name == "GORAY_AUTH_TOKEN" || e.Name == "GORAY_AUTH_MODE" {
 			c.Env = append(c.Env, e)
