@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"k8s.io/client-go/util/retry"
 	"testing"
 	"time"
 
@@ -71,10 +72,15 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	}
 	eventually(t, "1 head and 2 workers", 30*time.Second, func() bool { return count("head") == 1 && count("worker") == 2 })
 
-	var cur rayv1.RayCluster
-	c.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
-	cur.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](4)
-	if err := c.Update(ctx, &cur); err != nil {
+	// The operator writes the object's status meanwhile: retry on conflicts.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur rayv1.RayCluster
+		if err := c.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil {
+			return err
+		}
+		cur.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](4)
+		return c.Update(ctx, &cur)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "4 workers", 30*time.Second, func() bool { return count("worker") == 4 })
