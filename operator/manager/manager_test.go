@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"k8s.io/client-go/util/retry"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
