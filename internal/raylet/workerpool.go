@@ -145,12 +145,18 @@ func (r *Raylet) startWorker(ctx context.Context, job *rpcpb.JobInfo) (*worker, 
 	if err != nil {
 		return nil, err
 	}
-	if err := spawn.Start(cmd); err != nil {
-		return nil, fmt.Errorf("raylet: start worker for job %s: %w", job.JobId, err)
-	}
-	w.cmd, w.pid = cmd, cmd.Process.Pid
+	// Known before it runs: a fast worker may register before Start returns.
 	r.mu.Lock()
 	r.workers[w.id] = w
+	r.mu.Unlock()
+	if err := spawn.Start(cmd); err != nil {
+		r.mu.Lock()
+		delete(r.workers, w.id)
+		r.mu.Unlock()
+		return nil, fmt.Errorf("raylet: start worker for job %s: %w", job.JobId, err)
+	}
+	r.mu.Lock()
+	w.cmd, w.pid = cmd, cmd.Process.Pid
 	r.mu.Unlock()
 	var pipes sync.WaitGroup
 	pipes.Add(2)
@@ -195,9 +201,12 @@ func (r *Raylet) monitorLog(w *worker, pipe io.Reader, isErr bool) {
 }
 
 func (r *Raylet) killWorker(w *worker) {
-	if w.cmd != nil && w.cmd.Process != nil {
-		syscall.Kill(-w.pid, syscall.SIGKILL)
-		w.cmd.Process.Kill()
+	r.mu.Lock()
+	cmd, pid := w.cmd, w.pid // unset until the process has started
+	r.mu.Unlock()
+	if cmd != nil && pid != 0 {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Process.Kill()
 	}
 }
 
