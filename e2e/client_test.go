@@ -172,8 +172,15 @@ func TestClientAPI(t *testing.T) {
 	if err := goray.Kill(h, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := goray.Get(ctx, incr.Remote(h, goray.Val(1)), goray.Timeout(30*time.Second)); !errors.Is(err, goray.ErrActorDied) {
-		t.Fatalf("killed actor: %v", err)
+	// Kill is asynchronous, as Ray's: a call sent at once may still run,
+	// and calls fail once the death is known.
+	var killErr error
+	testcluster.Eventually(t, 30*time.Second, "calls to the killed actor to fail", func() bool {
+		_, killErr = goray.Get(ctx, incr.Remote(h, goray.Val(1)), goray.Timeout(30*time.Second))
+		return killErr != nil
+	})
+	if !errors.Is(killErr, goray.ErrActorDied) {
+		t.Fatalf("killed actor: %v", killErr)
 	}
 	if err := goray.RequestResources(map[string]float64{"CPU": 1}); err != nil {
 		t.Fatal(err)
