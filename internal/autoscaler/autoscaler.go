@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -417,7 +418,7 @@ func (a *Autoscaler) round(ctx context.Context) {
 			a.fail("", "ProviderError", "terminate: "+err.Error())
 		}
 	}
-	for _, typ := range sortedKeys(plan.Launch) {
+	for _, typ := range slices.Sorted(maps.Keys(plan.Launch)) {
 		a.launch(rctx, typ, plan.Launch[typ])
 	}
 	infeasibleReq := map[string]bool{}

@@ -3,6 +3,7 @@ package autoscaler
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -116,7 +117,7 @@ func Decide(s Snapshot) Plan {
 		return cmp.Or(cmp.Compare(a.IdleFor, b.IdleFor), cmp.Compare(a.ID, b.ID))
 	}
 	var kept []NodeState
-	for _, typ := range sortedKeys(byType) {
+	for _, typ := range slices.Sorted(maps.Keys(byType)) {
 		ns := byType[typ]
 		slices.SortFunc(ns, recent)
 		limit := cfg.Types[typ].MaxWorkers
@@ -182,7 +183,7 @@ func Decide(s Snapshot) Plan {
 
 	// 1. min_workers.
 	bypass := map[string]int{}
-	for _, typ := range sortedKeys(cfg.Types) {
+	for _, typ := range slices.Sorted(maps.Keys(cfg.Types)) {
 		if typ == cfg.HeadType {
 			continue
 		}
@@ -215,7 +216,7 @@ func Decide(s Snapshot) Plan {
 	nodesFor(cfg, perType, &workers, feasible, func(typ string) { add(typ, forDemand) })
 
 	// 4. upscaling_speed limits launches for demand, per type.
-	for _, typ := range sortedKeys(cfg.Types) {
+	for _, typ := range slices.Sorted(maps.Keys(cfg.Types)) {
 		want := bypass[typ] + forDemand[typ]
 		if want == 0 {
 			continue
@@ -261,7 +262,7 @@ func merge(ds []Demand) []Demand {
 		}
 	}
 	out := make([]Demand, 0, len(byKey))
-	for _, k := range sortedKeys(byKey) {
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
 		out = append(out, *byKey[k])
 	}
 	return out
@@ -390,10 +391,11 @@ func binPack(free []scheduler.Resources, ds []Demand) []Demand {
 // the demands left.
 func nodesFor(cfg Config, perType map[string]int, workers *int, ds []Demand, launch func(typ string)) []Demand {
 	ds = sortDemands(ds)
+	types := slices.Sorted(maps.Keys(cfg.Types))
 	for len(ds) > 0 && *workers < cfg.MaxWorkers {
 		best, bestScore := "", score{}
 		var bestRest []Demand
-		for _, typ := range sortedKeys(cfg.Types) {
+		for _, typ := range types {
 			t := cfg.Types[typ]
 			if typ == cfg.HeadType || perType[typ] >= t.MaxWorkers {
 				continue

@@ -2,8 +2,9 @@ package autoscaler
 
 import (
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func (s *Status) AddReport(r Report) {
 			launching[p.NodeType]++
 		}
 	}
-	for _, typ := range sortedKeys(launching) {
+	for _, typ := range slices.Sorted(maps.Keys(launching)) {
 		s.Pending = append(s.Pending, fmt.Sprintf(" %s, %d launching", typ, launching[typ]))
 	}
 	if s.reported == nil {
@@ -120,12 +121,12 @@ func FormatStatus(s Status) string {
 		}
 	}
 	var healthyLines []string
-	for _, typ := range sortedKeys(healthy) {
+	for _, typ := range slices.Sorted(maps.Keys(healthy)) {
 		healthyLines = append(healthyLines, fmt.Sprintf(" %d %s", healthy[typ], typ))
 	}
 
 	var usage []string
-	for _, k := range sortedKeys(total) {
+	for _, k := range slices.Sorted(maps.Keys(total)) {
 		if strings.Contains(k, "node:") || strings.HasPrefix(k, "accelerator_type:") {
 			continue
 		}
@@ -152,14 +153,14 @@ func FormatStatus(s Status) string {
 		reqCounts[pyDict(d.Shape)] += d.Count
 		reqInfeasible[pyDict(d.Shape)] = reqInfeasible[pyDict(d.Shape)] || d.Infeasible
 	}
-	for _, shape := range sortedKeys(reqCounts) {
+	for _, shape := range slices.Sorted(maps.Keys(reqCounts)) {
 		line := fmt.Sprintf(" %s: %d+ from request_resources()", shape, reqCounts[shape])
 		if reqInfeasible[shape] {
 			line += " (infeasible: no node type can ever fit it)"
 		}
 		demands = append(demands, line)
 	}
-	for _, shape := range sortedKeys(counts) {
+	for _, shape := range slices.Sorted(maps.Keys(counts)) {
 		if counts[shape] == 0 {
 			continue // only the autoscaler's note; no raylet reports it waiting now
 		}
@@ -189,15 +190,6 @@ func orDefault(lines []string, empty string) string {
 		return empty
 	}
 	return strings.Join(lines, "\n")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // formatMemory follows Ray's format_memory: two decimals in the largest binary
@@ -240,7 +232,7 @@ func pyFloat(f float64) string {
 // e.g. {'CPU': 1.0, 'GPU': 8.0}.
 func pyDict(m map[string]float64) string {
 	var parts []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, pyStr(k)+": "+pyFloat(m[k]))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -1261,7 +1262,7 @@ func (c *Config) validateNodeTypes() error {
 		if name == c.HeadNodeType && (nt.MinWorkers > 0 || nt.MaxWorkers > 0) {
 			return verr(path+".max_workers", "%s is the head_node_type: the autoscaler launches no other nodes of it (min_workers and max_workers must be 0); define a worker type", path)
 		}
-		for _, r := range sortedKeys(nt.Resources) {
+		for _, r := range slices.Sorted(maps.Keys(nt.Resources)) {
 			if r == "" {
 				return verr(path+".resources", "%s.resources: a resource has an empty name", path)
 			}
@@ -1305,15 +1306,6 @@ func (c *Config) validateDocker() error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ---- queries ----
@@ -1506,7 +1498,7 @@ func anyNode(v any) (*yaml.Node, error) {
 		return n, nil
 	case map[string]any:
 		m := newMap()
-		for _, k := range sortedKeys(v) {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			c, err := anyNode(v[k])
 			if err != nil {
 				return nil, err
@@ -1593,7 +1585,7 @@ func (c *Config) providerNode() (*yaml.Node, error) {
 	delete(raw, "type")
 	m := newMap()
 	m.add("type", strNode(p.Type))
-	for _, k := range sortedKeys(raw) {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		n, err := anyNode(raw[k])
 		if err != nil {
 			return nil, err
@@ -1644,12 +1636,12 @@ func (c *Config) YAML() ([]byte, error) {
 		}
 		t.add("node_config", nc)
 		res := newMap()
-		for _, r := range sortedKeys(nt.Resources) {
+		for _, r := range slices.Sorted(maps.Keys(nt.Resources)) {
 			res.add(r, numNode(nt.Resources[r]))
 		}
 		t.add("resources", res.n)
 		labels := newMap()
-		for _, l := range sortedKeys(nt.Labels) {
+		for _, l := range slices.Sorted(maps.Keys(nt.Labels)) {
 			labels.add(l, strNode(nt.Labels[l]))
 		}
 		t.add("labels", labels.n)
@@ -1672,7 +1664,7 @@ func (c *Config) YAML() ([]byte, error) {
 	m.add("available_node_types", types.n)
 	m.add("head_node_type", strNode(c.HeadNodeType))
 	mounts := newMap()
-	for _, k := range sortedKeys(c.FileMounts) {
+	for _, k := range slices.Sorted(maps.Keys(c.FileMounts)) {
 		mounts.add(k, strNode(c.FileMounts[k]))
 	}
 	m.add("file_mounts", mounts.n)

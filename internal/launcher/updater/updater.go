@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -253,7 +255,7 @@ func roundDuration(d time.Duration) time.Duration {
 
 func (u *Updater) syncFiles(ctx context.Context) error {
 	host := u.Runner.Host()
-	for _, remote := range sortedKeys(u.FileMounts) {
+	for _, remote := range slices.Sorted(maps.Keys(u.FileMounts)) {
 		local := u.FileMounts[remote]
 		u.printf("  [%s] syncing-files: %s -> %s\n", host, local, remote)
 		if err := u.Runner.Upload(ctx, local, remote, u.Sync); err != nil {
@@ -312,15 +314,6 @@ func (p *indent) Write(b []byte) (int, error) {
 	return len(b), err
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // ContentsHash hashes the contents of the local side of file mounts (and
 // any extra paths): names, modes and bytes of every file below them, so a
 // changed file reruns setup. Missing paths hash as missing.
@@ -343,7 +336,7 @@ func ContentsHash(mounts map[string]string, extra ...string) string {
 			return nil
 		})
 	}
-	for _, remote := range sortedKeys(mounts) {
+	for _, remote := range slices.Sorted(maps.Keys(mounts)) {
 		fmt.Fprintf(h, "mount %s\n", remote)
 		add(mounts[remote])
 	}

@@ -7,9 +7,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/goray/goray/internal/clusterconfig"
@@ -23,7 +24,7 @@ import (
 // node_config entries the provider does not know. `goray start --head
 // --autoscaling-config` calls it before anything starts.
 func Validate(c *clusterconfig.Config) error {
-	for _, name := range sortedTypes(c) {
+	for _, name := range slices.Sorted(maps.Keys(c.AvailableNodeTypes)) {
 		t := c.AvailableNodeTypes[name]
 		var err error
 		switch c.Provider.Type {
@@ -41,15 +42,6 @@ func Validate(c *clusterconfig.Config) error {
 		}
 	}
 	return nil
-}
-
-func sortedTypes(c *clusterconfig.Config) []string {
-	names := make([]string, 0, len(c.AvailableNodeTypes))
-	for n := range c.AvailableNodeTypes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // New builds the provider c.Provider.Type names, for nodes that join the
