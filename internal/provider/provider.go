@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Tag keys, as in Ray's autoscaler/tags.py.
@@ -97,6 +98,36 @@ type Failure struct {
 
 func (f Failure) String() string {
 	return fmt.Sprintf("node %s (%s): %s", f.NodeID, f.NodeType, f.Detail)
+}
+
+// FailureLog is the bounded, drain-once record behind a provider's
+// Failures method; embed it. It is safe for concurrent use.
+type FailureLog struct {
+	mu   sync.Mutex
+	list []Failure
+}
+
+// maxFailures bounds a FailureLog: the autoscaler drains it every round.
+const maxFailures = 100
+
+// Record adds a failure, dropping the oldest past the bound.
+func (l *FailureLog) Record(f Failure) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.list = append(l.list, f)
+	if len(l.list) > maxFailures {
+		l.list = l.list[len(l.list)-maxFailures:]
+	}
+}
+
+// Failures returns the failures recorded since the last call, oldest
+// first (FailureReporter).
+func (l *FailureLog) Failures() []Failure {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.list
+	l.list = nil
+	return f
 }
 
 // FailureReporter is implemented by providers that see why a node went

@@ -62,7 +62,6 @@ const (
 
 	stopTimeoutSeconds = 5
 	logTailLines       = 20
-	maxFailures        = 100
 	pingTimeout        = 10 * time.Second
 )
 
@@ -112,8 +111,8 @@ type Provider struct {
 	tags map[string]map[string]string
 	// terminating holds the nodes TerminateNodes is stopping, whose exit
 	// is not a failure.
-	terminating map[string]bool
-	failures    []provider.Failure
+	terminating         map[string]bool
+	provider.FailureLog // exited containers NonTerminatedNodes removed, with exit code and log tail
 }
 
 var (
@@ -184,17 +183,6 @@ func (p *Provider) Cleanup(ctx context.Context) error {
 
 // Network is the name of the cluster's network.
 func (p *Provider) Network() string { return p.cfg.Network }
-
-// Failures returns, oldest first, why nodes exited since the last call:
-// one entry per exited container NonTerminatedNodes removed, with its exit
-// code and log tail (provider.FailureReporter).
-func (p *Provider) Failures() []provider.Failure {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f := p.failures
-	p.failures = nil
-	return f
-}
 
 // PrepareNetwork creates the cluster's bridge network unless it exists and
 // returns its gateway IP, the host's address on it: a head on the host
@@ -653,12 +641,9 @@ func (p *Provider) reap(ctx context.Context, id string) {
 	}
 	p.log.Warn("docker: node exited", "node", id, "failure", msg)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	delete(p.tags, id)
-	p.failures = append(p.failures, provider.Failure{NodeID: id, NodeType: nodeType, Detail: msg})
-	if len(p.failures) > maxFailures {
-		p.failures = p.failures[len(p.failures)-maxFailures:]
-	}
+	p.mu.Unlock()
+	p.Record(provider.Failure{NodeID: id, NodeType: nodeType, Detail: msg})
 }
 
 // inspect returns the container of one of this cluster's nodes.

@@ -208,9 +208,9 @@ type Provider struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	failures []provider.Failure
-	setting  map[string]bool // workers whose Setup is running
+	mu                  sync.Mutex
+	provider.FailureLog                 // workers whose setup failed
+	setting             map[string]bool // workers whose Setup is running
 }
 
 var (
@@ -333,23 +333,9 @@ func (p *Provider) startSetup(ip, nodeType string, tags map[string]string) {
 			return
 		}
 		p.log.Warn("local provider: node setup failed", "node", ip, "err", err)
-		p.mu.Lock()
-		p.failures = append(p.failures, provider.Failure{NodeID: ip, NodeType: nodeType, Detail: fmt.Sprintf("setup failed: %v", err)})
-		if len(p.failures) > 20 {
-			p.failures = p.failures[len(p.failures)-20:]
-		}
-		p.mu.Unlock()
+		p.Record(provider.Failure{NodeID: ip, NodeType: nodeType, Detail: fmt.Sprintf("setup failed: %v", err)})
 		p.TerminateNodes(p.ctx, []string{ip})
 	}()
-}
-
-// Failures returns, once, the workers whose setup failed.
-func (p *Provider) Failures() []provider.Failure {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f := p.failures
-	p.failures = nil
-	return f
 }
 
 func (p *Provider) SetNodeTags(ctx context.Context, id string, tags map[string]string) error {

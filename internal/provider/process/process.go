@@ -54,9 +54,9 @@ type Provider struct {
 	log *slog.Logger
 	ip  string
 
-	mu       sync.Mutex
-	nodes    map[string]*proc
-	failures []provider.Failure
+	mu                  sync.Mutex
+	nodes               map[string]*proc
+	provider.FailureLog // nodes that exited on their own
 }
 
 // New returns a provider; it starts nothing.
@@ -191,20 +191,7 @@ func (p *Provider) wait(n *proc) {
 	if errors.As(err, &ee) && ee.ExitCode() > 0 { // not killed by a signal: its log says why
 		detail += ": " + logTail(n.log, 5)
 	}
-	p.failures = append(p.failures, provider.Failure{NodeID: n.id, NodeType: n.nodeType, Detail: detail})
-	if len(p.failures) > 20 {
-		p.failures = p.failures[len(p.failures)-20:]
-	}
-}
-
-// Failures returns, once, the nodes that exited on their own
-// (provider.FailureReporter).
-func (p *Provider) Failures() []provider.Failure {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f := p.failures
-	p.failures = nil
-	return f
+	p.Record(provider.Failure{NodeID: n.id, NodeType: n.nodeType, Detail: detail})
 }
 
 func logTail(path string, lines int) string {
