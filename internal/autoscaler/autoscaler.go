@@ -89,8 +89,6 @@ type Report struct {
 	Extra []Demand `json:"extra,omitempty"`
 	// Requests are the request_resources bundles in force.
 	Requests []RequestDemand `json:"requests,omitempty"`
-	// Launching counts nodes the last plan asked for, per type.
-	Launching map[string]int `json:"launching,omitempty"`
 }
 
 // RequestDemand is a request_resources shape, Count times.
@@ -108,16 +106,17 @@ type Autoscaler struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	configStamp string // modification time and size of ConfigPath last read
+	// Only the loop goroutine uses these.
+	configStamp string               // modification time and size of ConfigPath last read
+	firstSeen   map[string]time.Time // provider node → when first listed
+	known       map[string]string    // provider node → type, from the last round
+	ours        map[string]bool      // nodes this autoscaler terminated
 
-	mu        sync.Mutex
-	firstSeen map[string]time.Time // provider node → when first listed
-	known     map[string]string    // provider node → type, from the last round
-	ours      map[string]bool      // nodes this autoscaler terminated
-	failures  []Failure
-	backoff   map[string]time.Time // node type → no launches before
-	delay     map[string]time.Duration
-	report    Report
+	mu       sync.Mutex // guards what follows
+	failures []Failure
+	backoff  map[string]time.Time // node type → no launches before
+	delay    map[string]time.Duration
+	report   Report
 }
 
 // PlannerConfig converts a cluster config into the planner's view.
@@ -340,7 +339,6 @@ func (a *Autoscaler) round(ctx context.Context) {
 	var dead []string
 	var pending []PendingNode
 	seen := map[string]string{}
-	a.mu.Lock()
 	for _, p := range pnodes {
 		typ := p.Tags[provider.TagUserNodeType]
 		seen[p.ID] = typ
@@ -358,29 +356,24 @@ func (a *Autoscaler) round(ctx context.Context) {
 			}
 		case g != nil:
 			dead = append(dead, p.ID)
-			a.mu.Unlock()
 			if !g.Node.DeathExpected {
 				a.failNode(p.ID, typ, "NodeTerminated", fmt.Sprintf("died (ip %s): %s", g.Node.NodeIp, g.Node.DeathReason))
 			}
-			a.mu.Lock()
 			continue
 		case now.Sub(a.firstSeen[p.ID]) > a.opts.StartTimeout:
 			dead = append(dead, p.ID)
-			a.mu.Unlock()
 			a.failNode(p.ID, typ, "LaunchFailed", fmt.Sprintf("did not join the cluster within %s", a.opts.StartTimeout))
-			a.mu.Lock()
 			continue
 		default:
 			ns.Launching = true
-			t := a.cfg.Types[typ]
-			ns.Total = t.Resources
+			ns.Total = a.cfg.Types[typ].Resources
 			pending = append(pending, PendingNode{ID: p.ID, NodeType: typ, IP: p.InternalIP})
 		}
 		snap.Nodes = append(snap.Nodes, ns)
 	}
 	for id, typ := range a.known {
 		if _, ok := seen[id]; !ok && !a.ours[id] && !reports {
-			a.failures = append(a.failures, Failure{Time: now, NodeID: id, NodeType: typ, Kind: "NodeTerminated", Detail: "disappeared from the provider"})
+			a.failNode(id, typ, "NodeTerminated", "disappeared from the provider")
 		}
 	}
 	for id := range a.firstSeen {
@@ -409,11 +402,9 @@ func (a *Autoscaler) round(ctx context.Context) {
 		victims = append(victims, t.ID)
 	}
 	if len(victims) > 0 {
-		a.mu.Lock()
 		for _, id := range victims {
 			a.ours[id] = true
 		}
-		a.mu.Unlock()
 		if err := pv.TerminateNodes(rctx, victims); err != nil {
 			a.fail("", "ProviderError", "terminate: "+err.Error())
 		}
@@ -429,7 +420,7 @@ func (a *Autoscaler) round(ctx context.Context) {
 	for _, d := range countShapes(snap.Requests) {
 		reqs = append(reqs, RequestDemand{Demand: d, Infeasible: infeasibleReq[d.Shape.Key()]})
 	}
-	a.publish(rctx, Report{Pending: pending, Infeasible: plan.Infeasible, Launching: plan.Launch, Extra: extraDemands, Requests: reqs})
+	a.publish(rctx, Report{Pending: pending, Infeasible: plan.Infeasible, Extra: extraDemands, Requests: reqs})
 }
 
 // launch creates count nodes of a type in batches, backing off per type
