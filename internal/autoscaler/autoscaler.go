@@ -383,7 +383,6 @@ func (a *Autoscaler) round(ctx context.Context) {
 		}
 	}
 	a.known = seen
-	a.mu.Unlock()
 
 	var extra []scheduler.Resources
 	if a.opts.ExtraDemands != nil {
