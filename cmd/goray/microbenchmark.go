@@ -187,11 +187,7 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 		}
 		actors = append(actors, h)
 	}
-	const bigSize = 100 << 20
-	big := make([]byte, bigSize)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := benchPayload()
 	refs10k := make([]goray.ObjectRef[int], 10000)
 	for i := range refs10k {
 		if refs10k[i], err = goray.Put(i); err != nil {
@@ -206,7 +202,7 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 	for i := range wait1k {
 		wait1k[i] = refs10k[i]
 	}
-	memcpyDst := make([]byte, bigSize)
+	memcpyDst := make([]byte, len(big))
 
 	steps := []benchStep{
 		{"single_client_tasks_sync", func() (float64, error) {
@@ -222,29 +218,12 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 			}
 			return clients * n, getAll(ctx, refs)
 		}},
-		{"single_client_put_calls", func() (float64, error) {
-			for i := 0; i < 1000; i++ {
-				if _, err := goray.Put(i); err != nil {
-					return 0, err
-				}
-			}
-			return 1000, nil
-		}},
-		{"single_client_get_calls", func() (float64, error) {
-			for i := 0; i < 1000; i++ {
-				if _, err := goray.Get(ctx, small); err != nil {
-					return 0, err
-				}
-			}
-			return 1000, nil
-		}},
-		{"single_client_put_gigabytes", func() (float64, error) {
-			_, err := goray.Put(big)
-			return bigSize / 1e9, err
-		}},
+		{"single_client_put_calls", putCalls},
+		{"single_client_get_calls", getCalls(ctx, small)},
+		{"single_client_put_gigabytes", putGigabytes(big)},
 		{"memcpy_gigabytes", func() (float64, error) {
 			copy(memcpyDst, big)
-			return bigSize / 1e9, nil
+			return float64(len(big)) / 1e9, nil
 		}},
 		{"single_client_get_object_containing_10k_refs", func() (float64, error) {
 			_, err := goray.Get(ctx, holder)
@@ -254,17 +233,8 @@ func runMicrobenchmarks(out io.Writer, trials int, duration time.Duration, filte
 			_, _, err := goray.Wait(ctx, wait1k, len(wait1k), 0)
 			return 1, err
 		}},
-		{"1_1_actor_calls_sync", func() (float64, error) {
-			_, err := goray.Get(ctx, benchActorNoop.Remote(actor))
-			return 1, err
-		}},
-		{"1_1_actor_calls_async", func() (float64, error) {
-			refs := make([]goray.ObjectRef[int], 1000)
-			for i := range refs {
-				refs[i] = benchActorNoop.Remote(actor)
-			}
-			return 1000, getAll(ctx, refs)
-		}},
+		{"1_1_actor_calls_sync", actorCallsSync(ctx, actor)},
+		{"1_1_actor_calls_async", actorCallsAsync(ctx, actor)},
 		{"1_1_actor_calls_concurrent", func() (float64, error) {
 			refs := make([]goray.ObjectRef[int], 1000)
 			for i := range refs {
@@ -333,32 +303,11 @@ func clientSteps(out io.Writer, trials int, duration time.Duration, filter strin
 	if err != nil {
 		return err
 	}
-	const bigSize = 100 << 20
-	big := make([]byte, bigSize)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := benchPayload()
 	steps := []benchStep{
-		{"client__get_calls", func() (float64, error) {
-			for i := 0; i < 1000; i++ {
-				if _, err := goray.Get(ctx, small); err != nil {
-					return 0, err
-				}
-			}
-			return 1000, nil
-		}},
-		{"client__put_calls", func() (float64, error) {
-			for i := 0; i < 1000; i++ {
-				if _, err := goray.Put(i); err != nil {
-					return 0, err
-				}
-			}
-			return 1000, nil
-		}},
-		{"client__put_gigabytes", func() (float64, error) {
-			_, err := goray.Put(big)
-			return bigSize / 1e9, err
-		}},
+		{"client__get_calls", getCalls(ctx, small)},
+		{"client__put_calls", putCalls},
+		{"client__put_gigabytes", putGigabytes(big)},
 		{"client__tasks_and_get_batch", func() (float64, error) {
 			refs := make([]goray.ObjectRef[int], 1000)
 			for i := range refs {
@@ -366,19 +315,66 @@ func clientSteps(out io.Writer, trials int, duration time.Duration, filter strin
 			}
 			return 1, getAll(ctx, refs)
 		}},
-		{"client__1_1_actor_calls_sync", func() (float64, error) {
-			_, err := goray.Get(ctx, benchActorNoop.Remote(actor))
-			return 1, err
-		}},
-		{"client__1_1_actor_calls_async", func() (float64, error) {
-			refs := make([]goray.ObjectRef[int], 1000)
-			for i := range refs {
-				refs[i] = benchActorNoop.Remote(actor)
-			}
-			return 1000, getAll(ctx, refs)
-		}},
+		{"client__1_1_actor_calls_sync", actorCallsSync(ctx, actor)},
+		{"client__1_1_actor_calls_async", actorCallsAsync(ctx, actor)},
 	}
 	return runSteps(out, steps, trials, duration, filter)
+}
+
+// The bodies of the steps the local and client sets share, as Ray's
+// microbenchmark shares them between its single_client_* and client__*.
+
+func putCalls() (float64, error) {
+	for i := 0; i < 1000; i++ {
+		if _, err := goray.Put(i); err != nil {
+			return 0, err
+		}
+	}
+	return 1000, nil
+}
+
+func getCalls(ctx context.Context, ref goray.ObjectRef[int]) func() (float64, error) {
+	return func() (float64, error) {
+		for i := 0; i < 1000; i++ {
+			if _, err := goray.Get(ctx, ref); err != nil {
+				return 0, err
+			}
+		}
+		return 1000, nil
+	}
+}
+
+// benchPayload is the 100 MiB value of the *_put_gigabytes steps.
+func benchPayload() []byte {
+	big := make([]byte, 100<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	return big
+}
+
+func putGigabytes(big []byte) func() (float64, error) {
+	return func() (float64, error) {
+		_, err := goray.Put(big)
+		return float64(len(big)) / 1e9, err
+	}
+}
+
+func actorCallsSync(ctx context.Context, h goray.ActorHandle[benchActor]) func() (float64, error) {
+	return func() (float64, error) {
+		_, err := goray.Get(ctx, benchActorNoop.Remote(h))
+		return 1, err
+	}
+}
+
+func actorCallsAsync(ctx context.Context, h goray.ActorHandle[benchActor]) func() (float64, error) {
+	return func() (float64, error) {
+		refs := make([]goray.ObjectRef[int], 1000)
+		for i := range refs {
+			refs[i] = benchActorNoop.Remote(h)
+		}
+		return 1000, getAll(ctx, refs)
+	}
 }
 
 func meanStd(xs []float64) (float64, float64) {
