@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -157,42 +158,27 @@ func (s *startStop) around(ctx context.Context, cl *launcher.Cluster, f func() e
 }
 
 func execCmd() *cobra.Command {
-	var cf clusterFlags
-	var ss startStop
-	var o launcher.ExecOptions
-	cmd := &cobra.Command{
-		Use:   "exec CLUSTER_CONFIG CMD",
-		Short: "Run a shell command on the cluster's head node (Ray's ray exec)",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Screen && o.Tmux {
-				return errors.New("--screen and --tmux exclude each other")
-			}
-			cf.yes = cf.yes || ss.stop
-			cl, ctx, done, err := cf.open(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			return exitCode(ss.around(ctx, cl, func() error { return cl.Exec(ctx, args[1], o, cmd.OutOrStdout()) }))
-		},
-	}
-	f := cmd.Flags()
-	cf.add(f, true, false)
-	ss.add(f)
-	f.BoolVar(&o.Screen, "screen", false, "run the command in a detached screen session")
-	f.BoolVar(&o.Tmux, "tmux", false, "run the command in a detached tmux session")
-	return cmd
+	return headCommand(cobra.ExactArgs(2), "exec CLUSTER_CONFIG CMD", "Run a shell command on the cluster's head node (Ray's ray exec)",
+		"run the command in a detached", func(ctx context.Context, cl *launcher.Cluster, args []string, o launcher.ExecOptions, out io.Writer) error {
+			return cl.Exec(ctx, args[1], o, out)
+		})
 }
 
 func submitCmd() *cobra.Command {
+	return headCommand(cobra.MinimumNArgs(2), "submit CLUSTER_CONFIG SCRIPT [-- ARGS...]", "Copy a script or program to ~/ on the head and run it there (Ray's ray submit)",
+		"run in a detached", func(ctx context.Context, cl *launcher.Cluster, args []string, o launcher.ExecOptions, out io.Writer) error {
+			return cl.Submit(ctx, args[1], args[2:], o, out)
+		})
+}
+
+// headCommand builds exec and submit: a run on the head with --start,
+// --stop, --screen and --tmux, whose exit code becomes goray's.
+func headCommand(nargs cobra.PositionalArgs, use, short, detached string, run func(context.Context, *launcher.Cluster, []string, launcher.ExecOptions, io.Writer) error) *cobra.Command {
 	var cf clusterFlags
 	var ss startStop
 	var o launcher.ExecOptions
 	cmd := &cobra.Command{
-		Use:   "submit CLUSTER_CONFIG SCRIPT [-- ARGS...]",
-		Short: "Copy a script or program to ~/ on the head and run it there (Ray's ray submit)",
-		Args:  cobra.MinimumNArgs(2),
+		Use: use, Short: short, Args: nargs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Screen && o.Tmux {
 				return errors.New("--screen and --tmux exclude each other")
@@ -203,16 +189,14 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			return exitCode(ss.around(ctx, cl, func() error {
-				return cl.Submit(ctx, args[1], args[2:], o, cmd.OutOrStdout())
-			}))
+			return exitCode(ss.around(ctx, cl, func() error { return run(ctx, cl, args, o, cmd.OutOrStdout()) }))
 		},
 	}
 	f := cmd.Flags()
 	cf.add(f, true, false)
 	ss.add(f)
-	f.BoolVar(&o.Screen, "screen", false, "run in a detached screen session")
-	f.BoolVar(&o.Tmux, "tmux", false, "run in a detached tmux session")
+	f.BoolVar(&o.Screen, "screen", false, detached+" screen session")
+	f.BoolVar(&o.Tmux, "tmux", false, detached+" tmux session")
 	return cmd
 }
 
