@@ -11,7 +11,10 @@
 #   /usr/local/bin/goray      static goray (CGO_ENABLED=0), /usr/local/bin/ray -> goray
 #   /usr/local/bin/goray-operator  the Kubernetes operator (operator/cmd/goray-operator)
 #   /bin/bash, /bin/sh        Debian's bash-static
-#   /bin/busybox + applets    Debian's busybox-static (ls cat ps kill sleep grep sed awk ip wget ...)
+#   /bin/busybox + applets    Debian's busybox-static (ls cat ps kill sleep grep sed awk ip ...)
+#   /usr/bin/wget             GNU wget and its libraries: KubeRay's exec probes run
+#                             `wget --tries 1 -T 2 -q -O- http://localhost:52365/...`, and
+#                             busybox 1.35's wget crashes on -T
 #   glibc's loader and libs   /lib64/ld-linux-x86-64.so.2, /lib/x86_64-linux-gnu/libc.so.6, ...
 #                             copied from this host: goray workers run the driver's own
 #                             executable, usually a dynamically linked (cgo) Go binary
@@ -21,7 +24,7 @@
 # when TAG already carries the label goray.io/context-sha256 of the same
 # content (the binary's hash plus every other file), so reruns cost a
 # cached `go build` and a hash. Needs: go, the docker CLI and daemon, and
-# the Debian packages bash-static and busybox-static (installed with
+# the Debian packages bash-static, busybox-static and wget (installed with
 # apt-get when missing). The last line printed is the image ID.
 set -euo pipefail
 
@@ -34,9 +37,9 @@ cd "$ROOT"
 log() { echo "build.sh: $*" >&2; }
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
-if ! installed bash-static || ! installed busybox-static; then
-	log "installing bash-static busybox-static"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bash-static busybox-static >/dev/null
+if ! installed bash-static || ! installed busybox-static || ! installed wget; then
+	log "installing bash-static busybox-static wget"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bash-static busybox-static wget >/dev/null
 fi
 
 CTX=$(mktemp -d "${TMPDIR:-/tmp}/goray-image.XXXXXX")
@@ -60,7 +63,7 @@ ln -s bash "$FS"/bin/sh
 cp /bin/busybox "$FS"/bin/busybox
 for applet in $(/bin/busybox --list); do
 	case $applet in
-	busybox | sh | bash) continue ;;
+	busybox | sh | bash | wget) continue ;;
 	esac
 	[ -e "$FS/bin/$applet" ] || ln -s busybox "$FS/bin/$applet"
 done
@@ -74,6 +77,10 @@ for lib in ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 l
 	if [ -e "$MULTI/$lib" ]; then
 		cp -L "$MULTI/$lib" "$FS$MULTI/$lib"
 	fi
+done
+cp /usr/bin/wget "$FS"/usr/bin/wget
+for lib in $(ldd /usr/bin/wget | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do
+	cp -L "$lib" "$FS$MULTI/$(basename "$lib")"
 done
 [ -e "$FS$MULTI/libc.so.6" ] && [ -e "$FS$MULTI/ld-linux-x86-64.so.2" ] || { log "glibc not found under $MULTI"; exit 1; }
 ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$FS"/lib64/ld-linux-x86-64.so.2

@@ -180,6 +180,16 @@ func listen(host string, port int, explicit bool, what, flag string) (net.Listen
 	return nil, fmt.Errorf("node: listen for %s on %s:%d: %w", what, host, port, err)
 }
 
+// agentHost is where the dashboard agent listens. As Ray's agent, it takes
+// every interface unless the node is on loopback: KubeRay's exec probes ask
+// http://localhost:52365 while the node advertises the pod IP.
+func agentHost(nodeIP string) string {
+	if ip := net.ParseIP(nodeIP); ip != nil && ip.IsLoopback() {
+		return nodeIP
+	}
+	return "0.0.0.0"
+}
+
 // DetectNodeIP picks the address a node advertises: the local address of
 // the route toward the head, else the primary interface's address.
 func DetectNodeIP(headAddress string) string {
@@ -334,11 +344,11 @@ func Start(cfg Config) (*Node, error) {
 		n.Info.GCSAddress = cfg.Address
 	}
 
-	aln, err := listen(cfg.NodeIP, cfg.AgentPort, cfg.AgentPortSet, "dashboard agent", "--dashboard-agent-listen-port")
+	aln, err := listen(agentHost(cfg.NodeIP), cfg.AgentPort, cfg.AgentPortSet, "dashboard agent", "--dashboard-agent-listen-port")
 	if err != nil {
 		return nil, err
 	}
-	n.Info.AgentAddress = aln.Addr().String()
+	n.Info.AgentAddress = net.JoinHostPort(cfg.NodeIP, strconv.Itoa(aln.Addr().(*net.TCPAddr).Port))
 	rln, err := net.Listen("tcp", net.JoinHostPort(cfg.NodeIP, "0"))
 	if err != nil {
 		aln.Close()
