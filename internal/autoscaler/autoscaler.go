@@ -156,6 +156,30 @@ func Launchable(c *clusterconfig.Config) []map[string]float64 {
 	return out
 }
 
+// announceLaunchable tells the GCS the shapes of this config's node types
+// when the view lacks them: at start, after a config change, and after a
+// GCS restart. The autoscaler may run beside the head (KubeRay's sidecar),
+// so this goes through the GCS's API.
+func (a *Autoscaler) announceLaunchable(ctx context.Context) {
+	want := Launchable(a.opts.Config)
+	view, err := a.opts.GCS.GetClusterView(ctx, &rpcpb.Empty{})
+	if err != nil {
+		return // the round reports it
+	}
+	if len(want) == len(view.Launchable) && slices.EqualFunc(want, view.Launchable, func(w map[string]float64, v *rpcpb.ResourceShape) bool {
+		return maps.Equal(w, v.Resources)
+	}) {
+		return
+	}
+	shapes := &rpcpb.LaunchableShapes{}
+	for _, sh := range want {
+		shapes.Shapes = append(shapes.Shapes, &rpcpb.ResourceShape{Resources: sh})
+	}
+	if _, err := a.opts.GCS.SetLaunchableShapes(ctx, shapes); err != nil {
+		a.log.Warn("set launchable shapes", "err", status.Convert(err).Message())
+	}
+}
+
 func envSeconds(name string, def time.Duration) time.Duration {
 	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
 		return time.Duration(v * float64(time.Second))
@@ -283,6 +307,7 @@ func (a *Autoscaler) round(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	a.reload()
+	a.announceLaunchable(rctx)
 	pv := a.opts.Provider
 	// Providers that know why a node went away say so; for the others a
 	// node missing from the listing is reported.

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -426,18 +428,38 @@ func (s *Server) viewLocked() *rpcpb.ClusterView {
 	return v
 }
 
-// SetLaunchable records the node shapes the autoscaler can still launch;
-// raylets then queue demands that fit one of them instead of calling them
-// infeasible. nil means no autoscaler.
-func (s *Server) SetLaunchable(shapes []map[string]float64) {
-	var out []*rpcpb.ResourceShape
-	for _, sh := range shapes {
-		out = append(out, &rpcpb.ResourceShape{Resources: sh})
+// SetLaunchableShapes records the node shapes the autoscaler can still
+// launch; raylets then queue demands that fit one of them instead of
+// calling them infeasible. An empty list means no autoscaler. The view
+// only changes (and raylets only wake) when the shapes do.
+func (s *Server) SetLaunchableShapes(ctx context.Context, r *rpcpb.LaunchableShapes) (*rpcpb.Empty, error) {
+	for _, sh := range r.Shapes {
+		for k, v := range sh.Resources {
+			if k == "" || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, status.Errorf(codes.InvalidArgument, "gcs: launchable shape %v: resource %q has amount %v", sh.Resources, k, v)
+			}
+		}
 	}
 	s.mu.Lock()
-	s.launchable = out
+	defer s.mu.Unlock()
+	if sameShapes(s.launchable, r.Shapes) {
+		return &rpcpb.Empty{}, nil
+	}
+	s.launchable = r.Shapes
 	s.viewVersion++
-	s.mu.Unlock()
+	return &rpcpb.Empty{}, nil
+}
+
+func sameShapes(a, b []*rpcpb.ResourceShape) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !maps.Equal(a[i].Resources, b[i].Resources) {
+			return false
+		}
+	}
+	return true
 }
 
 // ---------------------------------------------------------------- jobs

@@ -319,3 +319,41 @@ func TestStoreAndFetchFiles(t *testing.T) {
 		t.Fatal("fetching an unknown hash succeeded")
 	}
 }
+
+// TestSetLaunchableShapes: the shapes reach the cluster view, setting the
+// same ones again leaves the view's version alone (raylets are not woken
+// for nothing), and a bad amount is refused without changing anything.
+func TestSetLaunchableShapes(t *testing.T) {
+	_, c := startGCS(t, "")
+	ctx := context.Background()
+	shapes := &rpcpb.LaunchableShapes{Shapes: []*rpcpb.ResourceShape{{Resources: map[string]float64{"CPU": 4}}, {Resources: map[string]float64{"CPU": 8, "GPU": 1}}}}
+	if _, err := c.SetLaunchableShapes(ctx, shapes); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := c.GetClusterView(ctx, &rpcpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v1.Launchable) != 2 || v1.Launchable[1].Resources["GPU"] != 1 {
+		t.Fatalf("view's launchable shapes %v, want the two set", v1.Launchable)
+	}
+	if _, err := c.SetLaunchableShapes(ctx, shapes); err != nil {
+		t.Fatal(err)
+	}
+	if v2, _ := c.GetClusterView(ctx, &rpcpb.Empty{}); v2.Version != v1.Version {
+		t.Errorf("setting the same shapes moved the view from version %d to %d", v1.Version, v2.Version)
+	}
+	_, err = c.SetLaunchableShapes(ctx, &rpcpb.LaunchableShapes{Shapes: []*rpcpb.ResourceShape{{Resources: map[string]float64{"CPU": -1}}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"CPU"`) {
+		t.Fatalf("negative amount: %v, want InvalidArgument naming CPU", err)
+	}
+	if v3, _ := c.GetClusterView(ctx, &rpcpb.Empty{}); len(v3.Launchable) != 2 || v3.Version != v1.Version {
+		t.Errorf("a refused call changed the view: %v (version %d, was %d)", v3.Launchable, v3.Version, v1.Version)
+	}
+	if _, err := c.SetLaunchableShapes(ctx, &rpcpb.LaunchableShapes{}); err != nil {
+		t.Fatal(err)
+	}
+	if v4, _ := c.GetClusterView(ctx, &rpcpb.Empty{}); len(v4.Launchable) != 0 {
+		t.Errorf("clearing left %v", v4.Launchable)
+	}
+}

@@ -41,7 +41,6 @@ func (n *Node) startAutoscaler(session string) error {
 	if err != nil {
 		return err
 	}
-	n.GCS.SetLaunchable(autoscaler.Launchable(c))
 	n.autoscaler, err = autoscaler.Start(autoscaler.Options{Config: c, Provider: pv, GCS: rpcpb.NewGcsServiceClient(conn), Logger: log,
 		ExtraDemands: n.jobs.PendingDemands, ConfigPath: n.cfg.AutoscalingPath,
 		Reloaded: func(c *clusterconfig.Config) error {
@@ -50,7 +49,6 @@ func (n *Node) startAutoscaler(session string) error {
 					return err
 				}
 			}
-			n.GCS.SetLaunchable(autoscaler.Launchable(c))
 			return nil
 		}})
 	return err

@@ -837,6 +837,50 @@ func (x *ResourceShape) GetResources() map[string]float64 {
 
 // The cluster resource view: every node (dead ones too, marked) with its
 // total and available resources and the demand waiting on it.
+type LaunchableShapes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shapes        []*ResourceShape       `protobuf:"bytes,1,rep,name=shapes,proto3" json:"shapes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaunchableShapes) Reset() {
+	*x = LaunchableShapes{}
+	mi := &file_goray_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaunchableShapes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaunchableShapes) ProtoMessage() {}
+
+func (x *LaunchableShapes) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaunchableShapes.ProtoReflect.Descriptor instead.
+func (*LaunchableShapes) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LaunchableShapes) GetShapes() []*ResourceShape {
+	if x != nil {
+		return x.Shapes
+	}
+	return nil
+}
+
 type ClusterView struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Nodes   []*NodeResources       `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
@@ -850,7 +894,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +906,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +919,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{9}
+	return file_goray_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterView) GetNodes() []*NodeResources {
@@ -919,7 +963,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +975,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +988,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{10}
+	return file_goray_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -1040,7 +1084,7 @@ type JobList struct {
 
 func (x *JobList) Reset() {
 	*x = JobList{}
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1096,7 @@ func (x *JobList) String() string {
 func (*JobList) ProtoMessage() {}
 
 func (x *JobList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1109,7 @@ func (x *JobList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobList.ProtoReflect.Descriptor instead.
 func (*JobList) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{11}
+	return file_goray_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JobList) GetJobs() []*JobInfo {
@@ -1084,7 +1128,7 @@ type JobID struct {
 
 func (x *JobID) Reset() {
 	*x = JobID{}
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1140,7 @@ func (x *JobID) String() string {
 func (*JobID) ProtoMessage() {}
 
 func (x *JobID) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1153,7 @@ func (x *JobID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobID.ProtoReflect.Descriptor instead.
 func (*JobID) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{12}
+	return file_goray_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobID) GetJobId() string {
@@ -1131,7 +1175,7 @@ type KVRequest struct {
 
 func (x *KVRequest) Reset() {
 	*x = KVRequest{}
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1187,7 @@ func (x *KVRequest) String() string {
 func (*KVRequest) ProtoMessage() {}
 
 func (x *KVRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1200,7 @@ func (x *KVRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVRequest.ProtoReflect.Descriptor instead.
 func (*KVRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{13}
+	return file_goray_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KVRequest) GetNamespace() string {
@@ -1199,7 +1243,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1255,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1268,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{14}
+	return file_goray_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KVReply) GetFound() bool {
@@ -1265,7 +1309,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1321,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1334,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{15}
+	return file_goray_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubscribeRequest) GetChannels() []string {
@@ -1322,7 +1366,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1378,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1391,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{16}
+	return file_goray_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogBatch) GetJobId() string {
@@ -1412,7 +1456,7 @@ type PubMessage struct {
 
 func (x *PubMessage) Reset() {
 	*x = PubMessage{}
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1468,7 @@ func (x *PubMessage) String() string {
 func (*PubMessage) ProtoMessage() {}
 
 func (x *PubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1481,7 @@ func (x *PubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubMessage.ProtoReflect.Descriptor instead.
 func (*PubMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{17}
+	return file_goray_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PubMessage) GetChannel() string {
@@ -1499,7 +1543,7 @@ type ActorSpec struct {
 
 func (x *ActorSpec) Reset() {
 	*x = ActorSpec{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1555,7 @@ func (x *ActorSpec) String() string {
 func (*ActorSpec) ProtoMessage() {}
 
 func (x *ActorSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1568,7 @@ func (x *ActorSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorSpec.ProtoReflect.Descriptor instead.
 func (*ActorSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActorSpec) GetActorId() string {
@@ -1650,7 +1694,7 @@ type ActorArgs struct {
 
 func (x *ActorArgs) Reset() {
 	*x = ActorArgs{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1706,7 @@ func (x *ActorArgs) String() string {
 func (*ActorArgs) ProtoMessage() {}
 
 func (x *ActorArgs) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1719,7 @@ func (x *ActorArgs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorArgs.ProtoReflect.Descriptor instead.
 func (*ActorArgs) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ActorArgs) GetActorId() string {
@@ -1718,7 +1762,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1774,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1787,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActorInfo) GetSpec() *ActorSpec {
@@ -1832,7 +1876,7 @@ type ActorList struct {
 
 func (x *ActorList) Reset() {
 	*x = ActorList{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1888,7 @@ func (x *ActorList) String() string {
 func (*ActorList) ProtoMessage() {}
 
 func (x *ActorList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1901,7 @@ func (x *ActorList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorList.ProtoReflect.Descriptor instead.
 func (*ActorList) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActorList) GetActors() []*ActorInfo {
@@ -1878,7 +1922,7 @@ type GetActorRequest struct {
 
 func (x *GetActorRequest) Reset() {
 	*x = GetActorRequest{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1934,7 @@ func (x *GetActorRequest) String() string {
 func (*GetActorRequest) ProtoMessage() {}
 
 func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1947,7 @@ func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
 func (*GetActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetActorRequest) GetActorId() string {
@@ -1937,7 +1981,7 @@ type KillActorRequest struct {
 
 func (x *KillActorRequest) Reset() {
 	*x = KillActorRequest{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +1993,7 @@ func (x *KillActorRequest) String() string {
 func (*KillActorRequest) ProtoMessage() {}
 
 func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2006,7 @@ func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
 func (*KillActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KillActorRequest) GetActorId() string {
@@ -1989,7 +2033,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2045,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2058,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Chunk) GetHash() string {
@@ -2040,7 +2084,7 @@ type BinaryRef struct {
 
 func (x *BinaryRef) Reset() {
 	*x = BinaryRef{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2096,7 @@ func (x *BinaryRef) String() string {
 func (*BinaryRef) ProtoMessage() {}
 
 func (x *BinaryRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2109,7 @@ func (x *BinaryRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRef.ProtoReflect.Descriptor instead.
 func (*BinaryRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BinaryRef) GetHash() string {
@@ -2084,7 +2128,7 @@ type HasBinaryReply struct {
 
 func (x *HasBinaryReply) Reset() {
 	*x = HasBinaryReply{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2140,7 @@ func (x *HasBinaryReply) String() string {
 func (*HasBinaryReply) ProtoMessage() {}
 
 func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2153,7 @@ func (x *HasBinaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBinaryReply.ProtoReflect.Descriptor instead.
 func (*HasBinaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HasBinaryReply) GetFound() bool {
@@ -2140,7 +2184,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2196,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2209,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeaseRequest) GetJobId() string {
@@ -2263,7 +2307,7 @@ type LeaseUpdate struct {
 
 func (x *LeaseUpdate) Reset() {
 	*x = LeaseUpdate{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2319,7 @@ func (x *LeaseUpdate) String() string {
 func (*LeaseUpdate) ProtoMessage() {}
 
 func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2332,7 @@ func (x *LeaseUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseUpdate.ProtoReflect.Descriptor instead.
 func (*LeaseUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaseUpdate) GetState() LeaseState {
@@ -2373,7 +2417,7 @@ type LeaseClientMessage struct {
 
 func (x *LeaseClientMessage) Reset() {
 	*x = LeaseClientMessage{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2429,7 @@ func (x *LeaseClientMessage) String() string {
 func (*LeaseClientMessage) ProtoMessage() {}
 
 func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2442,7 @@ func (x *LeaseClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClientMessage.ProtoReflect.Descriptor instead.
 func (*LeaseClientMessage) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseClientMessage) GetRequest() *LeaseRequest {
@@ -2427,7 +2471,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2483,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2496,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2493,7 +2537,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2549,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2562,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerBlocked) GetWorkerId() string {
@@ -2545,7 +2589,7 @@ type ObjectLocation struct {
 
 func (x *ObjectLocation) Reset() {
 	*x = ObjectLocation{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2601,7 @@ func (x *ObjectLocation) String() string {
 func (*ObjectLocation) ProtoMessage() {}
 
 func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2614,7 @@ func (x *ObjectLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocation.ProtoReflect.Descriptor instead.
 func (*ObjectLocation) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ObjectLocation) GetNodeId() string {
@@ -2599,7 +2643,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2655,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2668,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateObjectRequest) GetObjectId() string {
@@ -2664,7 +2708,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2720,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2733,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateObjectReply) GetPath() string {
@@ -2709,7 +2753,7 @@ type ObjectRequest struct {
 
 func (x *ObjectRequest) Reset() {
 	*x = ObjectRequest{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2765,7 @@ func (x *ObjectRequest) String() string {
 func (*ObjectRequest) ProtoMessage() {}
 
 func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2778,7 @@ func (x *ObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRequest.ProtoReflect.Descriptor instead.
 func (*ObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ObjectRequest) GetObjectId() string {
@@ -2762,7 +2806,7 @@ type LocalObjectRequest struct {
 
 func (x *LocalObjectRequest) Reset() {
 	*x = LocalObjectRequest{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2774,7 +2818,7 @@ func (x *LocalObjectRequest) String() string {
 func (*LocalObjectRequest) ProtoMessage() {}
 
 func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +2831,7 @@ func (x *LocalObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectRequest.ProtoReflect.Descriptor instead.
 func (*LocalObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LocalObjectRequest) GetObjectId() string {
@@ -2821,7 +2865,7 @@ type BorrowRequest struct {
 
 func (x *BorrowRequest) Reset() {
 	*x = BorrowRequest{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +2877,7 @@ func (x *BorrowRequest) String() string {
 func (*BorrowRequest) ProtoMessage() {}
 
 func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +2890,7 @@ func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
 func (*BorrowRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BorrowRequest) GetObjectId() string {
@@ -2873,7 +2917,7 @@ type ObjectLocationUpdate struct {
 
 func (x *ObjectLocationUpdate) Reset() {
 	*x = ObjectLocationUpdate{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +2929,7 @@ func (x *ObjectLocationUpdate) String() string {
 func (*ObjectLocationUpdate) ProtoMessage() {}
 
 func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +2942,7 @@ func (x *ObjectLocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectLocationUpdate.ProtoReflect.Descriptor instead.
 func (*ObjectLocationUpdate) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ObjectLocationUpdate) GetObjectId() string {
@@ -2925,7 +2969,7 @@ type LocalObjectReply struct {
 
 func (x *LocalObjectReply) Reset() {
 	*x = LocalObjectReply{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +2981,7 @@ func (x *LocalObjectReply) String() string {
 func (*LocalObjectReply) ProtoMessage() {}
 
 func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +2994,7 @@ func (x *LocalObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalObjectReply.ProtoReflect.Descriptor instead.
 func (*LocalObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LocalObjectReply) GetPath() string {
@@ -2978,7 +3022,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3034,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3047,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ObjectChunk) GetSize() int64 {
@@ -3036,7 +3080,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3092,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3105,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() []string {
@@ -3084,7 +3128,7 @@ type ObjectStat struct {
 
 func (x *ObjectStat) Reset() {
 	*x = ObjectStat{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3140,7 @@ func (x *ObjectStat) String() string {
 func (*ObjectStat) ProtoMessage() {}
 
 func (x *ObjectStat) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3153,7 @@ func (x *ObjectStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStat.ProtoReflect.Descriptor instead.
 func (*ObjectStat) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ObjectStat) GetObjectId() string {
@@ -3166,7 +3210,7 @@ type ObjectStoreStats struct {
 
 func (x *ObjectStoreStats) Reset() {
 	*x = ObjectStoreStats{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3222,7 @@ func (x *ObjectStoreStats) String() string {
 func (*ObjectStoreStats) ProtoMessage() {}
 
 func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3235,7 @@ func (x *ObjectStoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStoreStats.ProtoReflect.Descriptor instead.
 func (*ObjectStoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ObjectStoreStats) GetNodeId() string {
@@ -3292,7 +3336,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3348,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3361,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -3413,7 +3457,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3469,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3482,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{45}
+	return file_goray_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskReply) GetTaskId() string {
@@ -3507,7 +3551,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3563,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3576,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{46}
+	return file_goray_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetObjectRequest) GetObjectId() string {
@@ -3562,7 +3606,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[47]
+	mi := &file_goray_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3574,7 +3618,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[47]
+	mi := &file_goray_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3587,7 +3631,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{47}
+	return file_goray_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetObjectReply) GetValue() []byte {
@@ -3634,7 +3678,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_goray_proto_msgTypes[48]
+	mi := &file_goray_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3690,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[48]
+	mi := &file_goray_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3703,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{48}
+	return file_goray_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -3742,7 +3786,9 @@ const file_goray_proto_rawDesc = "" +
 	"\tresources\x18\x01 \x03(\v2'.goray.rpc.ResourceShape.ResourcesEntryR\tresources\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x91\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"D\n" +
+	"\x10LaunchableShapes\x120\n" +
+	"\x06shapes\x18\x01 \x03(\v2\x18.goray.rpc.ResourceShapeR\x06shapes\"\x91\x01\n" +
 	"\vClusterView\x12.\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x18.goray.rpc.NodeResourcesR\x05nodes\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x128\n" +
@@ -4016,14 +4062,16 @@ const file_goray_proto_rawDesc = "" +
 	"INFEASIBLE\x10\x01\x12\v\n" +
 	"\aGRANTED\x10\x02\x12\r\n" +
 	"\tSPILLBACK\x10\x03\x12\f\n" +
-	"\bREJECTED\x10\x042\xfb\t\n" +
+	"\bREJECTED\x10\x042\xc1\n" +
+	"\n" +
 	"\n" +
 	"GcsService\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12D\n" +
 	"\x0eUnregisterNode\x12 .goray.rpc.UnregisterNodeRequest\x1a\x10.goray.rpc.Empty\x124\n" +
 	"\vGetAllNodes\x12\x10.goray.rpc.Empty\x1a\x13.goray.rpc.NodeList\x12D\n" +
 	"\x0fReportResources\x12\x19.goray.rpc.ResourceReport\x1a\x16.goray.rpc.ClusterView\x12:\n" +
-	"\x0eGetClusterView\x12\x10.goray.rpc.Empty\x1a\x16.goray.rpc.ClusterView\x120\n" +
+	"\x0eGetClusterView\x12\x10.goray.rpc.Empty\x1a\x16.goray.rpc.ClusterView\x12D\n" +
+	"\x13SetLaunchableShapes\x12\x1b.goray.rpc.LaunchableShapes\x1a\x10.goray.rpc.Empty\x120\n" +
 	"\x06AddJob\x12\x12.goray.rpc.JobInfo\x1a\x12.goray.rpc.JobInfo\x125\n" +
 	"\x0fMarkJobFinished\x12\x10.goray.rpc.JobID\x1a\x10.goray.rpc.Empty\x122\n" +
 	"\n" +
@@ -4079,7 +4127,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_goray_proto_goTypes = []any{
 	(NodeState)(0),                // 0: goray.rpc.NodeState
 	(ActorState)(0),               // 1: goray.rpc.ActorState
@@ -4094,174 +4142,178 @@ var file_goray_proto_goTypes = []any{
 	(*ResourceReport)(nil),        // 10: goray.rpc.ResourceReport
 	(*NodeResources)(nil),         // 11: goray.rpc.NodeResources
 	(*ResourceShape)(nil),         // 12: goray.rpc.ResourceShape
-	(*ClusterView)(nil),           // 13: goray.rpc.ClusterView
-	(*JobInfo)(nil),               // 14: goray.rpc.JobInfo
-	(*JobList)(nil),               // 15: goray.rpc.JobList
-	(*JobID)(nil),                 // 16: goray.rpc.JobID
-	(*KVRequest)(nil),             // 17: goray.rpc.KVRequest
-	(*KVReply)(nil),               // 18: goray.rpc.KVReply
-	(*SubscribeRequest)(nil),      // 19: goray.rpc.SubscribeRequest
-	(*LogBatch)(nil),              // 20: goray.rpc.LogBatch
-	(*PubMessage)(nil),            // 21: goray.rpc.PubMessage
-	(*ActorSpec)(nil),             // 22: goray.rpc.ActorSpec
-	(*ActorArgs)(nil),             // 23: goray.rpc.ActorArgs
-	(*ActorInfo)(nil),             // 24: goray.rpc.ActorInfo
-	(*ActorList)(nil),             // 25: goray.rpc.ActorList
-	(*GetActorRequest)(nil),       // 26: goray.rpc.GetActorRequest
-	(*KillActorRequest)(nil),      // 27: goray.rpc.KillActorRequest
-	(*Chunk)(nil),                 // 28: goray.rpc.Chunk
-	(*BinaryRef)(nil),             // 29: goray.rpc.BinaryRef
-	(*HasBinaryReply)(nil),        // 30: goray.rpc.HasBinaryReply
-	(*LeaseRequest)(nil),          // 31: goray.rpc.LeaseRequest
-	(*LeaseUpdate)(nil),           // 32: goray.rpc.LeaseUpdate
-	(*LeaseClientMessage)(nil),    // 33: goray.rpc.LeaseClientMessage
-	(*RegisterWorkerRequest)(nil), // 34: goray.rpc.RegisterWorkerRequest
-	(*WorkerBlocked)(nil),         // 35: goray.rpc.WorkerBlocked
-	(*ObjectLocation)(nil),        // 36: goray.rpc.ObjectLocation
-	(*CreateObjectRequest)(nil),   // 37: goray.rpc.CreateObjectRequest
-	(*CreateObjectReply)(nil),     // 38: goray.rpc.CreateObjectReply
-	(*ObjectRequest)(nil),         // 39: goray.rpc.ObjectRequest
-	(*LocalObjectRequest)(nil),    // 40: goray.rpc.LocalObjectRequest
-	(*BorrowRequest)(nil),         // 41: goray.rpc.BorrowRequest
-	(*ObjectLocationUpdate)(nil),  // 42: goray.rpc.ObjectLocationUpdate
-	(*LocalObjectReply)(nil),      // 43: goray.rpc.LocalObjectReply
-	(*ObjectChunk)(nil),           // 44: goray.rpc.ObjectChunk
-	(*DeleteObjectsRequest)(nil),  // 45: goray.rpc.DeleteObjectsRequest
-	(*ObjectStat)(nil),            // 46: goray.rpc.ObjectStat
-	(*ObjectStoreStats)(nil),      // 47: goray.rpc.ObjectStoreStats
-	(*TaskSpec)(nil),              // 48: goray.rpc.TaskSpec
-	(*TaskReply)(nil),             // 49: goray.rpc.TaskReply
-	(*GetObjectRequest)(nil),      // 50: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 51: goray.rpc.GetObjectReply
-	(*CancelRequest)(nil),         // 52: goray.rpc.CancelRequest
-	nil,                           // 53: goray.rpc.NodeInfo.TotalEntry
-	nil,                           // 54: goray.rpc.NodeInfo.LabelsEntry
-	nil,                           // 55: goray.rpc.ResourceDemand.ShapeEntry
-	nil,                           // 56: goray.rpc.ResourceReport.AvailableEntry
-	nil,                           // 57: goray.rpc.NodeResources.AvailableEntry
-	nil,                           // 58: goray.rpc.ResourceShape.ResourcesEntry
-	nil,                           // 59: goray.rpc.JobInfo.EnvEntry
-	nil,                           // 60: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 61: goray.rpc.LeaseRequest.ShapeEntry
-	nil,                           // 62: goray.rpc.LeaseRequest.HoldEntry
+	(*LaunchableShapes)(nil),      // 13: goray.rpc.LaunchableShapes
+	(*ClusterView)(nil),           // 14: goray.rpc.ClusterView
+	(*JobInfo)(nil),               // 15: goray.rpc.JobInfo
+	(*JobList)(nil),               // 16: goray.rpc.JobList
+	(*JobID)(nil),                 // 17: goray.rpc.JobID
+	(*KVRequest)(nil),             // 18: goray.rpc.KVRequest
+	(*KVReply)(nil),               // 19: goray.rpc.KVReply
+	(*SubscribeRequest)(nil),      // 20: goray.rpc.SubscribeRequest
+	(*LogBatch)(nil),              // 21: goray.rpc.LogBatch
+	(*PubMessage)(nil),            // 22: goray.rpc.PubMessage
+	(*ActorSpec)(nil),             // 23: goray.rpc.ActorSpec
+	(*ActorArgs)(nil),             // 24: goray.rpc.ActorArgs
+	(*ActorInfo)(nil),             // 25: goray.rpc.ActorInfo
+	(*ActorList)(nil),             // 26: goray.rpc.ActorList
+	(*GetActorRequest)(nil),       // 27: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),      // 28: goray.rpc.KillActorRequest
+	(*Chunk)(nil),                 // 29: goray.rpc.Chunk
+	(*BinaryRef)(nil),             // 30: goray.rpc.BinaryRef
+	(*HasBinaryReply)(nil),        // 31: goray.rpc.HasBinaryReply
+	(*LeaseRequest)(nil),          // 32: goray.rpc.LeaseRequest
+	(*LeaseUpdate)(nil),           // 33: goray.rpc.LeaseUpdate
+	(*LeaseClientMessage)(nil),    // 34: goray.rpc.LeaseClientMessage
+	(*RegisterWorkerRequest)(nil), // 35: goray.rpc.RegisterWorkerRequest
+	(*WorkerBlocked)(nil),         // 36: goray.rpc.WorkerBlocked
+	(*ObjectLocation)(nil),        // 37: goray.rpc.ObjectLocation
+	(*CreateObjectRequest)(nil),   // 38: goray.rpc.CreateObjectRequest
+	(*CreateObjectReply)(nil),     // 39: goray.rpc.CreateObjectReply
+	(*ObjectRequest)(nil),         // 40: goray.rpc.ObjectRequest
+	(*LocalObjectRequest)(nil),    // 41: goray.rpc.LocalObjectRequest
+	(*BorrowRequest)(nil),         // 42: goray.rpc.BorrowRequest
+	(*ObjectLocationUpdate)(nil),  // 43: goray.rpc.ObjectLocationUpdate
+	(*LocalObjectReply)(nil),      // 44: goray.rpc.LocalObjectReply
+	(*ObjectChunk)(nil),           // 45: goray.rpc.ObjectChunk
+	(*DeleteObjectsRequest)(nil),  // 46: goray.rpc.DeleteObjectsRequest
+	(*ObjectStat)(nil),            // 47: goray.rpc.ObjectStat
+	(*ObjectStoreStats)(nil),      // 48: goray.rpc.ObjectStoreStats
+	(*TaskSpec)(nil),              // 49: goray.rpc.TaskSpec
+	(*TaskReply)(nil),             // 50: goray.rpc.TaskReply
+	(*GetObjectRequest)(nil),      // 51: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 52: goray.rpc.GetObjectReply
+	(*CancelRequest)(nil),         // 53: goray.rpc.CancelRequest
+	nil,                           // 54: goray.rpc.NodeInfo.TotalEntry
+	nil,                           // 55: goray.rpc.NodeInfo.LabelsEntry
+	nil,                           // 56: goray.rpc.ResourceDemand.ShapeEntry
+	nil,                           // 57: goray.rpc.ResourceReport.AvailableEntry
+	nil,                           // 58: goray.rpc.NodeResources.AvailableEntry
+	nil,                           // 59: goray.rpc.ResourceShape.ResourcesEntry
+	nil,                           // 60: goray.rpc.JobInfo.EnvEntry
+	nil,                           // 61: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 62: goray.rpc.LeaseRequest.ShapeEntry
+	nil,                           // 63: goray.rpc.LeaseRequest.HoldEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	53, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
-	54, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
+	54, // 0: goray.rpc.NodeInfo.total:type_name -> goray.rpc.NodeInfo.TotalEntry
+	55, // 1: goray.rpc.NodeInfo.labels:type_name -> goray.rpc.NodeInfo.LabelsEntry
 	0,  // 2: goray.rpc.NodeInfo.state:type_name -> goray.rpc.NodeState
 	5,  // 3: goray.rpc.NodeList.nodes:type_name -> goray.rpc.NodeInfo
-	55, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
-	56, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
+	56, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
+	57, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
 	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	57, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	58, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
 	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
-	58, // 10: goray.rpc.ResourceShape.resources:type_name -> goray.rpc.ResourceShape.ResourcesEntry
-	11, // 11: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	12, // 12: goray.rpc.ClusterView.launchable:type_name -> goray.rpc.ResourceShape
-	59, // 13: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
-	14, // 14: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
-	5,  // 15: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
-	14, // 16: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
-	20, // 17: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
-	24, // 18: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	60, // 19: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
-	2,  // 20: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
-	22, // 21: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
-	1,  // 22: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	24, // 23: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	61, // 24: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
-	2,  // 25: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	62, // 26: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
-	3,  // 27: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
-	31, // 28: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	36, // 29: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
-	36, // 30: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
-	46, // 31: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
-	36, // 32: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
-	5,  // 33: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	7,  // 34: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	4,  // 35: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	10, // 36: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	4,  // 37: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	14, // 38: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	16, // 39: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	4,  // 40: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	17, // 41: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	17, // 42: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	17, // 43: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	17, // 44: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	19, // 45: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	21, // 46: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	22, // 47: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	26, // 48: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	27, // 49: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	23, // 50: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
-	4,  // 51: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	29, // 52: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	28, // 53: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	29, // 54: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	33, // 55: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	37, // 56: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
-	39, // 57: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
-	40, // 58: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	39, // 59: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
-	39, // 60: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	45, // 61: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 62: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	34, // 63: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	35, // 64: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 65: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	50, // 66: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	52, // 67: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 68: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	42, // 69: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
-	41, // 70: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
-	41, // 71: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
-	6,  // 72: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 73: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 74: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	13, // 75: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	13, // 76: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	14, // 77: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 78: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	15, // 79: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	18, // 80: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	18, // 81: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	18, // 82: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	18, // 83: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	21, // 84: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 85: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	24, // 86: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	24, // 87: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 88: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	4,  // 89: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
-	25, // 90: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	30, // 91: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 92: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	28, // 93: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	32, // 94: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	38, // 95: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 96: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	43, // 97: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 98: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	44, // 99: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 100: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	47, // 101: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 102: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 103: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 104: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	51, // 105: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 106: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 107: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	4,  // 108: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
-	4,  // 109: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
-	4,  // 110: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
-	72, // [72:111] is the sub-list for method output_type
-	33, // [33:72] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	59, // 10: goray.rpc.ResourceShape.resources:type_name -> goray.rpc.ResourceShape.ResourcesEntry
+	12, // 11: goray.rpc.LaunchableShapes.shapes:type_name -> goray.rpc.ResourceShape
+	11, // 12: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
+	12, // 13: goray.rpc.ClusterView.launchable:type_name -> goray.rpc.ResourceShape
+	60, // 14: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	15, // 15: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
+	5,  // 16: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
+	15, // 17: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
+	21, // 18: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
+	25, // 19: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
+	61, // 20: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	2,  // 21: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
+	23, // 22: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
+	1,  // 23: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
+	25, // 24: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
+	62, // 25: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	2,  // 26: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
+	63, // 27: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	3,  // 28: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
+	32, // 29: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
+	37, // 30: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
+	37, // 31: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
+	47, // 32: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	37, // 33: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	5,  // 34: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 35: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 36: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 37: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 38: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	13, // 39: goray.rpc.GcsService.SetLaunchableShapes:input_type -> goray.rpc.LaunchableShapes
+	15, // 40: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	17, // 41: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 42: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	18, // 43: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	18, // 44: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	18, // 45: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	18, // 46: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	20, // 47: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	22, // 48: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	23, // 49: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	27, // 50: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	28, // 51: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	24, // 52: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
+	4,  // 53: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	30, // 54: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	29, // 55: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	30, // 56: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	34, // 57: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	38, // 58: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	40, // 59: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	41, // 60: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	40, // 61: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	40, // 62: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	46, // 63: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 64: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	35, // 65: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	36, // 66: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 67: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	51, // 68: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	53, // 69: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 70: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	43, // 71: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	42, // 72: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
+	42, // 73: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
+	6,  // 74: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 75: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 76: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	14, // 77: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	14, // 78: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	4,  // 79: goray.rpc.GcsService.SetLaunchableShapes:output_type -> goray.rpc.Empty
+	15, // 80: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 81: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	16, // 82: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	19, // 83: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	19, // 84: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	19, // 85: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	19, // 86: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	22, // 87: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 88: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	25, // 89: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	25, // 90: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 91: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	4,  // 92: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
+	26, // 93: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	31, // 94: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 95: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	29, // 96: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	33, // 97: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	39, // 98: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 99: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	44, // 100: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 101: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	45, // 102: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 103: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	48, // 104: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 105: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 106: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 107: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	52, // 108: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 109: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 110: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 111: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	4,  // 112: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
+	4,  // 113: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
+	74, // [74:114] is the sub-list for method output_type
+	34, // [34:74] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4275,7 +4327,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

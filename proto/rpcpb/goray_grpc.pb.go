@@ -23,28 +23,29 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	GcsService_RegisterNode_FullMethodName    = "/goray.rpc.GcsService/RegisterNode"
-	GcsService_UnregisterNode_FullMethodName  = "/goray.rpc.GcsService/UnregisterNode"
-	GcsService_GetAllNodes_FullMethodName     = "/goray.rpc.GcsService/GetAllNodes"
-	GcsService_ReportResources_FullMethodName = "/goray.rpc.GcsService/ReportResources"
-	GcsService_GetClusterView_FullMethodName  = "/goray.rpc.GcsService/GetClusterView"
-	GcsService_AddJob_FullMethodName          = "/goray.rpc.GcsService/AddJob"
-	GcsService_MarkJobFinished_FullMethodName = "/goray.rpc.GcsService/MarkJobFinished"
-	GcsService_GetAllJobs_FullMethodName      = "/goray.rpc.GcsService/GetAllJobs"
-	GcsService_KVPut_FullMethodName           = "/goray.rpc.GcsService/KVPut"
-	GcsService_KVGet_FullMethodName           = "/goray.rpc.GcsService/KVGet"
-	GcsService_KVDel_FullMethodName           = "/goray.rpc.GcsService/KVDel"
-	GcsService_KVKeys_FullMethodName          = "/goray.rpc.GcsService/KVKeys"
-	GcsService_Subscribe_FullMethodName       = "/goray.rpc.GcsService/Subscribe"
-	GcsService_Publish_FullMethodName         = "/goray.rpc.GcsService/Publish"
-	GcsService_CreateActor_FullMethodName     = "/goray.rpc.GcsService/CreateActor"
-	GcsService_GetActor_FullMethodName        = "/goray.rpc.GcsService/GetActor"
-	GcsService_KillActor_FullMethodName       = "/goray.rpc.GcsService/KillActor"
-	GcsService_ActorArgsReady_FullMethodName  = "/goray.rpc.GcsService/ActorArgsReady"
-	GcsService_ListActors_FullMethodName      = "/goray.rpc.GcsService/ListActors"
-	GcsService_HasBinary_FullMethodName       = "/goray.rpc.GcsService/HasBinary"
-	GcsService_PutBinary_FullMethodName       = "/goray.rpc.GcsService/PutBinary"
-	GcsService_GetBinary_FullMethodName       = "/goray.rpc.GcsService/GetBinary"
+	GcsService_RegisterNode_FullMethodName        = "/goray.rpc.GcsService/RegisterNode"
+	GcsService_UnregisterNode_FullMethodName      = "/goray.rpc.GcsService/UnregisterNode"
+	GcsService_GetAllNodes_FullMethodName         = "/goray.rpc.GcsService/GetAllNodes"
+	GcsService_ReportResources_FullMethodName     = "/goray.rpc.GcsService/ReportResources"
+	GcsService_GetClusterView_FullMethodName      = "/goray.rpc.GcsService/GetClusterView"
+	GcsService_SetLaunchableShapes_FullMethodName = "/goray.rpc.GcsService/SetLaunchableShapes"
+	GcsService_AddJob_FullMethodName              = "/goray.rpc.GcsService/AddJob"
+	GcsService_MarkJobFinished_FullMethodName     = "/goray.rpc.GcsService/MarkJobFinished"
+	GcsService_GetAllJobs_FullMethodName          = "/goray.rpc.GcsService/GetAllJobs"
+	GcsService_KVPut_FullMethodName               = "/goray.rpc.GcsService/KVPut"
+	GcsService_KVGet_FullMethodName               = "/goray.rpc.GcsService/KVGet"
+	GcsService_KVDel_FullMethodName               = "/goray.rpc.GcsService/KVDel"
+	GcsService_KVKeys_FullMethodName              = "/goray.rpc.GcsService/KVKeys"
+	GcsService_Subscribe_FullMethodName           = "/goray.rpc.GcsService/Subscribe"
+	GcsService_Publish_FullMethodName             = "/goray.rpc.GcsService/Publish"
+	GcsService_CreateActor_FullMethodName         = "/goray.rpc.GcsService/CreateActor"
+	GcsService_GetActor_FullMethodName            = "/goray.rpc.GcsService/GetActor"
+	GcsService_KillActor_FullMethodName           = "/goray.rpc.GcsService/KillActor"
+	GcsService_ActorArgsReady_FullMethodName      = "/goray.rpc.GcsService/ActorArgsReady"
+	GcsService_ListActors_FullMethodName          = "/goray.rpc.GcsService/ListActors"
+	GcsService_HasBinary_FullMethodName           = "/goray.rpc.GcsService/HasBinary"
+	GcsService_PutBinary_FullMethodName           = "/goray.rpc.GcsService/PutBinary"
+	GcsService_GetBinary_FullMethodName           = "/goray.rpc.GcsService/GetBinary"
 )
 
 // GcsServiceClient is the client API for GcsService service.
@@ -56,6 +57,9 @@ type GcsServiceClient interface {
 	GetAllNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeList, error)
 	ReportResources(ctx context.Context, in *ResourceReport, opts ...grpc.CallOption) (*ClusterView, error)
 	GetClusterView(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ClusterView, error)
+	// The autoscaler (on the head or beside it, as KubeRay's) says which
+	// node shapes it can still launch; they reach raylets in ClusterView.
+	SetLaunchableShapes(ctx context.Context, in *LaunchableShapes, opts ...grpc.CallOption) (*Empty, error)
 	AddJob(ctx context.Context, in *JobInfo, opts ...grpc.CallOption) (*JobInfo, error)
 	MarkJobFinished(ctx context.Context, in *JobID, opts ...grpc.CallOption) (*Empty, error)
 	GetAllJobs(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*JobList, error)
@@ -127,6 +131,16 @@ func (c *gcsServiceClient) GetClusterView(ctx context.Context, in *Empty, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterView)
 	err := c.cc.Invoke(ctx, GcsService_GetClusterView_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsServiceClient) SetLaunchableShapes(ctx context.Context, in *LaunchableShapes, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, GcsService_SetLaunchableShapes_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +347,9 @@ type GcsServiceServer interface {
 	GetAllNodes(context.Context, *Empty) (*NodeList, error)
 	ReportResources(context.Context, *ResourceReport) (*ClusterView, error)
 	GetClusterView(context.Context, *Empty) (*ClusterView, error)
+	// The autoscaler (on the head or beside it, as KubeRay's) says which
+	// node shapes it can still launch; they reach raylets in ClusterView.
+	SetLaunchableShapes(context.Context, *LaunchableShapes) (*Empty, error)
 	AddJob(context.Context, *JobInfo) (*JobInfo, error)
 	MarkJobFinished(context.Context, *JobID) (*Empty, error)
 	GetAllJobs(context.Context, *Empty) (*JobList, error)
@@ -374,6 +391,9 @@ func (UnimplementedGcsServiceServer) ReportResources(context.Context, *ResourceR
 }
 func (UnimplementedGcsServiceServer) GetClusterView(context.Context, *Empty) (*ClusterView, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetClusterView not implemented")
+}
+func (UnimplementedGcsServiceServer) SetLaunchableShapes(context.Context, *LaunchableShapes) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetLaunchableShapes not implemented")
 }
 func (UnimplementedGcsServiceServer) AddJob(context.Context, *JobInfo) (*JobInfo, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AddJob not implemented")
@@ -533,6 +553,24 @@ func _GcsService_GetClusterView_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(GcsServiceServer).GetClusterView(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GcsService_SetLaunchableShapes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LaunchableShapes)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServiceServer).SetLaunchableShapes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GcsService_SetLaunchableShapes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServiceServer).SetLaunchableShapes(ctx, req.(*LaunchableShapes))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -844,6 +882,10 @@ var GcsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetClusterView",
 			Handler:    _GcsService_GetClusterView_Handler,
+		},
+		{
+			MethodName: "SetLaunchableShapes",
+			Handler:    _GcsService_SetLaunchableShapes_Handler,
 		},
 		{
 			MethodName: "AddJob",
