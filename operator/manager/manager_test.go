@@ -90,15 +90,16 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	if err := c.Delete(ctx, &pods.Items[0]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a new head pod", 30*time.Second, func() bool {
-		var now corev1.PodList
-		c.List(ctx, &now, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: "head"})
-		return len(now.Items) == 1 && now.Items[0].Name != pods.Items[0].Name
+	// The status names the new head once a reconcile saw it in the
+	// informer cache; every reconcile before that ran on a cache without it
+	// and must not have created a second one (the expectations cache).
+	eventually(t, "the status to name a new head pod", 30*time.Second, func() bool {
+		var cur rayv1.RayCluster
+		c.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
+		return cur.Status.Head.PodName != "" && cur.Status.Head.PodName != pods.Items[0].Name
 	})
-	// The cache never made it create twice.
-	time.Sleep(500 * time.Millisecond)
 	if h, w := count("head"), count("worker"); h != 1 || w != 4 {
-		t.Errorf("%d heads, %d workers after settling; want 1 and 4", h, w)
+		t.Errorf("%d heads, %d workers once the cache caught up; want 1 and 4", h, w)
 	}
 
 	bad := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "default"}}
