@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,11 +114,15 @@ func FromKubeconfig(path string) (*Kube, error) {
 	}
 	k := &Kube{}
 	var ca, cert, key []byte
+	skipVerify := false
 	load := func(data, file string) ([]byte, error) {
 		if data != "" {
 			return base64.StdEncoding.DecodeString(data)
 		}
 		if file != "" {
+			if !filepath.IsAbs(file) { // kubectl resolves paths against the kubeconfig's directory
+				file = filepath.Join(filepath.Dir(path), file)
+			}
 			return os.ReadFile(file)
 		}
 		return nil, nil
@@ -127,6 +132,7 @@ func FromKubeconfig(path string) (*Kube, error) {
 		if c.Name == clusterName || (clusterName == "" && !found) {
 			found = true
 			k.Server = c.Cluster.Server
+			skipVerify = c.Cluster.SkipVerify
 			if ca, err = load(c.Cluster.CAData, c.Cluster.CA); err != nil {
 				return nil, fmt.Errorf("kuberay: kubeconfig CA: %w", err)
 			}
@@ -147,10 +153,14 @@ func FromKubeconfig(path string) (*Kube, error) {
 			break
 		}
 	}
+	if skipVerify && len(ca) > 0 {
+		return nil, fmt.Errorf("kuberay: kubeconfig %s: cluster %q sets both insecure-skip-tls-verify and a certificate authority (kubectl refuses this too)", path, clusterName)
+	}
 	tr, err := transport(ca, cert, key)
 	if err != nil {
 		return nil, err
 	}
+	tr.TLSClientConfig.InsecureSkipVerify = skipVerify
 	k.HTTP = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	return k, nil
 }
