@@ -6,6 +6,9 @@
 //
 // Every submission mode but InteractiveMode is served by the operator
 // submitting over HTTP itself (KubeRay's HTTPMode); no submitter Job is run.
+//
+// Every RayJob carries the finalizer ray.io/rayjob-finalizer so that
+// deleting it stops its Ray job first.
 package rayjob
 
 import (
@@ -25,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/yaml"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
@@ -36,6 +40,10 @@ const (
 	LabelOriginatedFromName = "ray.io/originated-from-cr-name"
 	LabelOriginatedFromKind = "ray.io/originated-from-crd"
 )
+
+// Finalizer keeps a deleted RayJob until its Ray job is stopped (KubeRay's
+// name).
+const Finalizer = "ray.io/rayjob-finalizer"
 
 // EventRecorder records Kubernetes events.
 type EventRecorder = raycluster.EventRecorder
@@ -55,6 +63,9 @@ type Reconciler struct {
 	Poll time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// StopTimeout bounds how long a deleted RayJob waits for a cluster
+	// that exists but does not answer the stop call (default 2 minutes).
+	StopTimeout time.Duration
 }
 
 // SetupWithManager registers the controller with mgr.
@@ -170,11 +181,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &job); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if job.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
-	}
 	if job.Spec.ManagedBy != nil && *job.Spec.ManagedBy != raycluster.ManagedBy {
 		return ctrl.Result{}, nil
+	}
+	if job.DeletionTimestamp != nil {
+		return r.finalize(ctx, &job)
+	}
+	if !controllerutil.ContainsFinalizer(&job, Finalizer) {
+		controllerutil.AddFinalizer(&job, Finalizer)
+		if err := r.Client.Update(ctx, &job); err != nil {
+			return ctrl.Result{}, fmt.Errorf("rayjob: add finalizer: %w", err)
+		}
 	}
 	s := job.Status.DeepCopy()
 	res, err := r.step(ctx, &job, s)
@@ -186,6 +203,62 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return res, err
+}
+
+// finalize stops the Ray job of a RayJob being deleted, then removes the
+// finalizer so the deletion goes on.
+func (r *Reconciler) finalize(ctx context.Context, job *rayv1.RayJob) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(job, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	res, done, err := r.stopOnDelete(ctx, job)
+	if !done {
+		return res, err
+	}
+	controllerutil.RemoveFinalizer(job, Finalizer)
+	if err := r.Client.Update(ctx, job); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("rayjob: remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// stopOnDelete stops a job that may still run; done once it is stopped,
+// cannot run (never submitted, terminal, its cluster gone), or the
+// cluster did not answer for StopTimeout since the deletion.
+func (r *Reconciler) stopOnDelete(ctx context.Context, job *rayv1.RayJob) (res ctrl.Result, done bool, err error) {
+	s := &job.Status
+	if s.JobStatus.IsTerminal() || s.JobId == "" || s.RayClusterName == "" || s.DashboardURL == "" {
+		return ctrl.Result{}, true, nil
+	}
+	var rc rayv1.RayCluster
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: s.RayClusterName}, &rc); apierrors.IsNotFound(err) {
+		return ctrl.Result{}, true, nil
+	} else if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	d, err := r.dashboard(ctx, &rc, s.DashboardURL)
+	if err == nil {
+		err = d.StopJob(ctx, s.JobId)
+	}
+	switch {
+	case err == nil:
+		r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "StoppedJob", "Delete", "Stopped job %s on RayCluster %s before deleting the RayJob", s.JobId, rc.Name)
+		return ctrl.Result{}, true, nil
+	case errors.Is(err, ErrJobNotFound):
+		return ctrl.Result{}, true, nil
+	}
+	timeout := r.StopTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	waited := r.now().Sub(job.DeletionTimestamp.Time)
+	if waited >= timeout {
+		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "StopJobFailed", "Delete",
+			"Gave up stopping job %s on RayCluster %s after %s; deleting the RayJob anyway: %v", s.JobId, rc.Name, timeout, err)
+		return ctrl.Result{}, true, nil
+	}
+	// Back off: wait about as long as we have waited so far (1 s to 30 s).
+	return ctrl.Result{RequeueAfter: min(max(waited, time.Second), 30*time.Second, timeout-waited)}, false, nil
 }
 
 func (r *Reconciler) fail(job *rayv1.RayJob, s *rayv1.RayJobStatus, reason rayv1.JobFailedReason, msg string) {

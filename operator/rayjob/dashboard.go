@@ -123,8 +123,27 @@ func (d *HTTPDashboard) GetJobInfo(ctx context.Context, id string) (*JobInfo, er
 	return &info, nil
 }
 
-// StopJob asks the cluster to stop the job.
+// StopJob asks the cluster to stop the job; ErrJobNotFound on 404. A
+// "stopped": false answer is fine only when the job is already terminal
+// (as KubeRay's client has it).
 func (d *HTTPDashboard) StopJob(ctx context.Context, id string) error {
-	_, err := d.do(ctx, http.MethodPost, "/api/jobs/"+id+"/stop", nil, nil)
-	return err
+	var out struct {
+		Stopped bool `json:"stopped"`
+	}
+	code, err := d.do(ctx, http.MethodPost, "/api/jobs/"+id+"/stop", nil, &out)
+	if code == http.StatusNotFound {
+		return ErrJobNotFound
+	}
+	if err != nil || out.Stopped {
+		return err
+	}
+	info, err := d.GetJobInfo(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch info.Status {
+	case "STOPPED", "SUCCEEDED", "FAILED":
+		return nil
+	}
+	return fmt.Errorf("rayjob: job %s was not stopped; it is %s", id, info.Status)
 }
