@@ -131,6 +131,8 @@ func Validate(j *rayv1.RayJob) error {
 		return errors.New("rayClusterSpec and clusterSelector exclude each other")
 	case s.Entrypoint == "" && s.SubmissionMode != rayv1.InteractiveMode:
 		return errors.New("entrypoint is empty")
+	case len(s.ClusterSelector) > 0 && s.ClusterSelector[raycluster.LabelCluster] == "":
+		return fmt.Errorf("clusterSelector must name the cluster with the label %s", raycluster.LabelCluster)
 	case s.ShutdownAfterJobFinishes && len(s.ClusterSelector) > 0:
 		return errors.New("shutdownAfterJobFinishes cannot delete a selected cluster")
 	case s.TTLSecondsAfterFinished < 0:
@@ -351,9 +353,20 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 			return ctrl.Result{}, nil
 		}
 		rc, err := r.ensureCluster(ctx, job, s)
-		if err != nil || rc == nil {
+		if err != nil {
 			return ctrl.Result{RequeueAfter: r.poll()}, err
 		}
+		if rc == nil {
+			// The selected cluster may be created later: say why the job
+			// waits (one Event, not one a poll) and keep looking.
+			msg := fmt.Sprintf("the RayCluster %s was not found in namespace %s", s.RayClusterName, job.Namespace)
+			if s.Message != msg {
+				s.Message = msg
+				r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "RayClusterNotFound", "Reconcile", "%s; waiting for it", msg)
+			}
+			return ctrl.Result{RequeueAfter: r.poll()}, nil
+		}
+		s.Message = ""
 		s.RayClusterStatus = rc.Status
 		if rc.Status.State != rayv1.Ready {
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
