@@ -87,10 +87,15 @@ func TestKubeRayPodCommands(t *testing.T) {
 	}
 	passes(head, fmt.Sprintf("wget -T 2 -q -O- http://%s:52365/api/healthz | grep success", ip), "the HTTP probe on the worker pod's IP")
 
+	// On the head, KubeRay sets RAY_ADDRESS=127.0.0.1:6379: the GCS answers
+	// there too, although the head advertises its pod IP.
+	if out, err := docker("exec", "-e", "RAY_ADDRESS=127.0.0.1:6379", head, "ray", "health-check", "--address", "127.0.0.1:6379"); err != nil {
+		t.Errorf("health-check of the GCS on the head's loopback: %v %s", err, out)
+	}
 	// Both nodes registered alive, the worker with its pod IP.
 	var nodes string
 	testcluster.Eventually(t, 30*time.Second, "both pods' nodes alive in ray list nodes", func() bool {
-		nodes, _ = docker("exec", head, "ray", "list", "nodes")
+		nodes, _ = docker("exec", "-e", "RAY_ADDRESS=127.0.0.1:6379", head, "ray", "list", "nodes")
 		return strings.Count(nodes, "ALIVE") == 2 && strings.Contains(nodes, ip)
 	})
 }

@@ -71,8 +71,8 @@ func healthCheckCmd() *cobra.Command {
 	cmd.Flags().StringVar(&address, "address", "", "GCS address HOST:PORT (default: GORAY_ADDRESS, RAY_ADDRESS, else the head on this host)")
 	cmd.Flags().StringVar(&tempDir, "temp-dir", "", "temp root where the local head is recorded")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for an answer")
-	cmd.Flags().String("component", "", "accepted for `ray health-check` compatibility; only the GCS is checked")
-	cmd.Flags().Bool("skip-version-check", false, "accepted for `ray health-check` compatibility; no effect")
+	cmd.Flags().String("component", "", "accepted for compatibility with ray health-check; only the GCS is checked")
+	cmd.Flags().Bool("skip-version-check", false, "accepted for compatibility with ray health-check; no effect")
 	cmd.Flags().MarkHidden("skip-version-check")
 	return cmd
 }

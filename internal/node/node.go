@@ -180,14 +180,25 @@ func listen(host string, port int, explicit bool, what, flag string) (net.Listen
 	return nil, fmt.Errorf("node: listen for %s on %s:%d: %w", what, host, port, err)
 }
 
-// agentHost is where the dashboard agent listens. As Ray's agent, it takes
-// every interface unless the node is on loopback: KubeRay's exec probes ask
-// http://localhost:52365 while the node advertises the pod IP.
-func agentHost(nodeIP string) string {
+// bindHost is where the GCS, the client server and the dashboard agent
+// listen. As Ray's, they take every interface unless the node is on
+// loopback: in a pod, KubeRay's probes and the head's own RAY_ADDRESS ask
+// 127.0.0.1 or localhost while the node advertises the pod IP.
+func bindHost(nodeIP string) string {
 	if ip := net.ParseIP(nodeIP); ip != nil && ip.IsLoopback() {
 		return nodeIP
 	}
 	return "0.0.0.0"
+}
+
+// advertised is the address others reach a listener at: the node IP when it
+// listens on every interface.
+func advertised(nodeIP string, ln net.Listener) string {
+	a := ln.Addr().(*net.TCPAddr)
+	if a.IP.IsUnspecified() {
+		return net.JoinHostPort(nodeIP, strconv.Itoa(a.Port))
+	}
+	return a.String()
 }
 
 // DetectNodeIP picks the address a node advertises: the local address of
@@ -312,11 +323,11 @@ func Start(cfg Config) (*Node, error) {
 
 	if cfg.Head {
 		port := cfg.Port
-		ln, err := listen(cfg.NodeIP, port, true, "GCS", "--port")
+		ln, err := listen(bindHost(cfg.NodeIP), port, true, "GCS", "--port")
 		if err != nil {
 			return nil, err
 		}
-		n.Info.GCSAddress = ln.Addr().String()
+		n.Info.GCSAddress = advertised(cfg.NodeIP, ln)
 		n.GCS, err = gcs.Start(gcs.Config{
 			Listener: ln, StoragePath: cfg.GCSStoragePath, BinaryDir: binaryDir(cfg, session),
 			Token: cfg.Token, HealthCheckPeriod: cfg.HealthCheckPeriod, HealthCheckTimeout: cfg.HealthCheckTimeout,
@@ -334,7 +345,7 @@ func Start(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.Info.DashboardAddress = dln.Addr().String()
+		n.Info.DashboardAddress = advertised(cfg.NodeIP, dln)
 		if err := n.startJobManager(session, log); err != nil {
 			dln.Close()
 			return nil, err
@@ -344,11 +355,11 @@ func Start(cfg Config) (*Node, error) {
 		n.Info.GCSAddress = cfg.Address
 	}
 
-	aln, err := listen(agentHost(cfg.NodeIP), cfg.AgentPort, cfg.AgentPortSet, "dashboard agent", "--dashboard-agent-listen-port")
+	aln, err := listen(bindHost(cfg.NodeIP), cfg.AgentPort, cfg.AgentPortSet, "dashboard agent", "--dashboard-agent-listen-port")
 	if err != nil {
 		return nil, err
 	}
-	n.Info.AgentAddress = net.JoinHostPort(cfg.NodeIP, strconv.Itoa(aln.Addr().(*net.TCPAddr).Port))
+	n.Info.AgentAddress = advertised(cfg.NodeIP, aln)
 	rln, err := net.Listen("tcp", net.JoinHostPort(cfg.NodeIP, "0"))
 	if err != nil {
 		aln.Close()
@@ -413,7 +424,7 @@ func Start(cfg Config) (*Node, error) {
 func (n *Node) startClientServer(log *slog.Logger) error {
 	host := n.cfg.ClientServerHost
 	if host == "" {
-		host = n.cfg.NodeIP
+		host = bindHost(n.cfg.NodeIP)
 	}
 	ln, err := listen(host, n.cfg.ClientServerPort, n.cfg.ClientServerPortSet, "client server", "--ray-client-server-port")
 	if err != nil {
@@ -427,7 +438,7 @@ func (n *Node) startClientServer(log *slog.Logger) error {
 		ln.Close()
 		return err
 	}
-	n.Info.ClientAddress = n.client.Address()
+	n.Info.ClientAddress = advertised(n.cfg.NodeIP, ln)
 	return nil
 }
 
