@@ -421,10 +421,8 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 		}
 		s.RayClusterStatus = rc.Status
 		if r.deadlineExceeded(job, s) {
-			if d, err := r.dashboard(ctx, &rc, s.DashboardURL); err == nil {
-				d.StopJob(ctx, s.JobId)
-			}
-			return ctrl.Result{}, nil
+			r.stopAndMirror(ctx, &rc, s)
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 		}
 		d, err := r.dashboard(ctx, &rc, s.DashboardURL)
 		if err != nil {
@@ -434,16 +432,8 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 		if err != nil {
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
-		s.JobStatus = rayv1.JobStatus(info.Status)
+		mirror(s, info)
 		s.Message = info.Message
-		if info.StartTime > 0 {
-			t := metav1.NewTime(time.UnixMilli(int64(info.StartTime)))
-			s.RayJobStatusInfo.StartTime = &t
-		}
-		if info.EndTime > 0 {
-			t := metav1.NewTime(time.UnixMilli(int64(info.EndTime)))
-			s.RayJobStatusInfo.EndTime = &t
-		}
 		if !s.JobStatus.IsTerminal() {
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
@@ -482,6 +472,35 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 		return r.cleanUp(ctx, job, s)
 	}
 	return ctrl.Result{}, nil
+}
+
+// mirror copies the Jobs API's status and times of the job.
+func mirror(s *rayv1.RayJobStatus, info *JobInfo) {
+	s.JobStatus = rayv1.JobStatus(info.Status)
+	if info.StartTime > 0 {
+		t := metav1.NewTime(time.UnixMilli(int64(info.StartTime)))
+		s.RayJobStatusInfo.StartTime = &t
+	}
+	if info.EndTime > 0 {
+		t := metav1.NewTime(time.UnixMilli(int64(info.EndTime)))
+		s.RayJobStatusInfo.EndTime = &t
+	}
+}
+
+// stopAndMirror stops the job and mirrors its final status: what the Jobs
+// API says once it is terminal, else STOPPED when the stop call succeeded
+// (the head may mark it a moment later).
+func (r *Reconciler) stopAndMirror(ctx context.Context, rc *rayv1.RayCluster, s *rayv1.RayJobStatus) {
+	d, err := r.dashboard(ctx, rc, s.DashboardURL)
+	if err != nil {
+		return
+	}
+	stopErr := d.StopJob(ctx, s.JobId)
+	if info, err := d.GetJobInfo(ctx, s.JobId); err == nil && rayv1.JobStatus(info.Status).IsTerminal() {
+		mirror(s, info)
+	} else if stopErr == nil {
+		s.JobStatus = rayv1.JobStatusStopped
+	}
 }
 
 func trimName(s string, n int) string {
