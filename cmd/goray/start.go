@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/clusterconfig"
+	"github.com/goray/goray/internal/metrics"
 	"github.com/goray/goray/internal/node"
 	"github.com/goray/goray/internal/provider/registry"
 	"github.com/goray/goray/internal/raylet"
@@ -64,6 +66,8 @@ func startCmd() *cobra.Command {
 				return fmt.Errorf("--ray-client-server-port %d is not a port number", clientPort)
 			case agentPort < 0 || agentPort > 65535:
 				return fmt.Errorf("--dashboard-agent-listen-port %d is not a port number", agentPort)
+			case metricsPort < 0 || metricsPort > 65535:
+				return fmt.Errorf("--metrics-export-port %d is not a port number", metricsPort)
 			case f.Changed("num-cpus") && (numCPUs < 0 || math.IsNaN(numCPUs)):
 				return fmt.Errorf("--num-cpus %v must not be negative", numCPUs)
 			case f.Changed("num-gpus") && (numGPUs < 0 || math.IsNaN(numGPUs)):
@@ -130,6 +134,8 @@ func startCmd() *cobra.Command {
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
 				ObjectSpillingDir: spillDir, Autoscaling: scaling, AutoscalingPath: autoscalingConfig,
 				NewProvider: registry.New, ValidateProvider: registry.Validate,
+				MetricsPort: metricsPort, MetricsPortSet: f.Changed("metrics-export-port"),
+				Metrics: func(n *node.Node) http.Handler { return metrics.Handler(n) },
 			}
 			if f.Changed("num-cpus") {
 				cfg.NumCPUs = numCPUs
@@ -156,7 +162,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&agentPort, "dashboard-agent-listen-port", node.DefaultAgentPort, "node agent HTTP port (health)")
 	f.IntVar(&clientPort, "ray-client-server-port", 10001, "Ray Client server port on the head (goray://HEAD:PORT)")
 	f.StringVar(&clientHost, "ray-client-server-host", "", "address the client server listens on (default: the node IP; 0.0.0.0 for every interface)")
-	f.IntVar(&metricsPort, "metrics-export-port", 0, "metrics port (not served yet)")
+	f.IntVar(&metricsPort, "metrics-export-port", 0, "Prometheus metrics port, /metrics with the cluster token (default: a free port)")
 	f.StringVar(&tempDir, "temp-dir", "", "temp root (default $GORAY_TEMP or /tmp/goray)")
 	f.StringVar(&gcsStorage, "gcs-storage-path", "", "persist the GCS tables in this directory and reload them on restart")
 	f.StringVar(&spillDir, "object-spilling-directory", "", "where the object store spills (default: the session directory)")

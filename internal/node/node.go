@@ -70,6 +70,12 @@ type Config struct {
 	ClientServerPort    int
 	ClientServerPortSet bool
 	ClientServerHost    string
+	// MetricsPort serves Prometheus metrics (--metrics-export-port; 0 = a
+	// free port) through Metrics, which the CLI sets (internal/metrics);
+	// nil serves none, so the library links no Prometheus client.
+	MetricsPort    int
+	MetricsPortSet bool
+	Metrics        func(*Node) http.Handler
 
 	NumCPUs           float64 // <0: detect
 	NumGPUs           float64 // <0: detect
@@ -125,6 +131,7 @@ type Info struct {
 	AgentAddress     string             `json:"agent_address"`
 	DashboardAddress string             `json:"dashboard_address,omitempty"`
 	ClientAddress    string             `json:"client_server_address,omitempty"`
+	MetricsAddress   string             `json:"metrics_export_address,omitempty"`
 	SessionDir       string             `json:"session_dir"`
 	Resources        map[string]float64 `json:"resources"`
 	// ProviderType and ClusterName name the node provider of a head's
@@ -390,6 +397,14 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.serve(aln, n.agentHandler())
+	if cfg.Metrics != nil {
+		mln, err := listen(bindHost(cfg.NodeIP), cfg.MetricsPort, cfg.MetricsPortSet, "metrics", "--metrics-export-port")
+		if err != nil {
+			return nil, err
+		}
+		n.Info.MetricsAddress = advertised(cfg.NodeIP, mln)
+		n.serve(mln, auth.Middleware(cfg.Token, cfg.Metrics(n)))
+	}
 	n.storeDirs = []string{storeCfg.Dir, storeCfg.SpillDir}
 	if cfg.Head {
 		if err := n.startClientServer(log); err != nil {
@@ -545,6 +560,39 @@ func (n *Node) serve(ln net.Listener, h http.Handler) {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	n.https = append(n.https, s)
 	go s.Serve(ln)
+}
+
+// MetricsSnapshot is a node's state for its metrics endpoint.
+type MetricsSnapshot struct {
+	SessionName string
+	// InstanceID is the node's provider id (a pod's name on Kubernetes),
+	// else its node id, as Ray's InstanceId label.
+	InstanceID string
+	// Total and Available are the logical resources in Ray's units
+	// (memory and object_store_memory in bytes).
+	Total, Available map[string]float64
+	// Object store: bytes in memory, capacity, bytes spilled now, and the
+	// objects held here (in memory or spilled).
+	StoreUsed, StoreCapacity, StoreSpilled int64
+	StoreObjects                           int
+}
+
+// MetricsSnapshot reads the node's resources and object store.
+func (n *Node) MetricsSnapshot() MetricsSnapshot {
+	s := MetricsSnapshot{SessionName: filepath.Base(n.Info.SessionDir), InstanceID: n.cfg.InstanceID, Total: n.Info.Resources}
+	if s.InstanceID == "" {
+		s.InstanceID = n.Info.NodeID
+	}
+	s.Available, _ = n.Raylet.Snapshot()
+	if st, err := n.Raylet.GetObjectStoreStats(context.Background(), nil); err == nil {
+		s.StoreUsed, s.StoreCapacity, s.StoreObjects = st.Used, st.Capacity, int(st.NumObjects)
+		for _, o := range st.Objects {
+			if o.Spilled {
+				s.StoreSpilled += o.Size
+			}
+		}
+	}
+	return s
 }
 
 // agentHandler is the node's HTTP agent: health endpoints need no token.
