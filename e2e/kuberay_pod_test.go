@@ -92,6 +92,9 @@ func TestKubeRayPodCommands(t *testing.T) {
 	if out, err := docker("exec", "-e", "RAY_ADDRESS=127.0.0.1:6379", head, "ray", "health-check", "--address", "127.0.0.1:6379"); err != nil {
 		t.Errorf("health-check of the GCS on the head's loopback: %v %s", err, out)
 	}
+	// The metrics port KubeRay's head Service and pod declare (8080) serves
+	// Ray's metrics to a scraper holding the cluster token.
+	passes(head, `wget --tries 1 -T 2 -q -O- --header "Authorization: Bearer $RAY_AUTH_TOKEN" http://localhost:8080/metrics | grep '^ray_resources{.*Name="CPU"'`, "a scrape of the head's metrics port")
 	// Both nodes registered alive, the worker with its pod IP.
 	var nodes string
 	testcluster.Eventually(t, 30*time.Second, "both pods' nodes alive in ray list nodes", func() bool {
