@@ -13,8 +13,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +27,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 )
@@ -52,15 +56,24 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return r.watches(mgr).Complete(r)
+}
+
+// watches are the controller's sources. The RayCluster is watched for
+// spec, label and annotation changes only (KubeRay's predicates): a
+// status-only update, such as the operator's own status write, must not
+// trigger a reconcile, or a failing reconcile would bypass the rate
+// limiter's backoff and loop.
+func (r *Reconciler) watches(mgr ctrl.Manager) *builder.Builder {
 	if r.Expect == nil {
 		r.Expect = NewExpectations()
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&rayv1.RayCluster{}).
+		For(&rayv1.RayCluster{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
-		Named("raycluster").
-		Complete(r)
+		Named("raycluster")
 }
 
 // state is what one reconcile learns and hands from step to step.
@@ -252,14 +265,39 @@ func (r *Reconciler) deletePod(ctx context.Context, rc *rayv1.RayCluster, key st
 	return nil
 }
 
-func (r *Reconciler) createPod(ctx context.Context, rc *rayv1.RayCluster, key string, p *corev1.Pod, failReason string) error {
+// createPod creates p of the given group. A refused create is an error
+// (so the rate limiter backs off) whose text names the group and the
+// generateName prefix, never the random name the API server drew: the
+// status and the Event then stay the same from one retry to the next.
+func (r *Reconciler) createPod(ctx context.Context, rc *rayv1.RayCluster, key, group string, p *corev1.Pod, failReason string) error {
 	if err := r.Client.Create(ctx, p); err != nil {
-		r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, failReason, "Create", "Failed to create pod: %v", err)
-		return fmt.Errorf("raycluster: create pod: %w", err)
+		msg := createError(err, p)
+		r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, failReason, "Create", "Failed to create pod of group %s (%s): %s", group, podNameOrPrefix(p), msg)
+		return fmt.Errorf("raycluster: create pod of group %s (%s): %s", group, podNameOrPrefix(p), msg)
 	}
 	r.Expect.ExpectCreate(key, p.Name)
 	r.Recorder.Eventf(rc, p, corev1.EventTypeNormal, "CreatedPod", "Create", "Created pod %s", p.Name)
 	return nil
+}
+
+func podNameOrPrefix(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName + "*"
+}
+
+// createError is err's text with the name the API server generated for p
+// (a refused create reports it) replaced by p's generateName prefix.
+func createError(err error, p *corev1.Pod) string {
+	msg := err.Error()
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		if d := st.Status().Details; d != nil && d.Name != "" && p.Name == "" {
+			msg = strings.ReplaceAll(msg, d.Name, p.GenerateName+"*")
+		}
+	}
+	return msg
 }
 
 func suspended(rc *rayv1.RayCluster) bool { return rc.Spec.Suspend != nil && *rc.Spec.Suspend }
@@ -291,7 +329,7 @@ func (r *Reconciler) reconcileHeadPod(ctx context.Context, st *state) error {
 		live++
 	}
 	if live == 0 && !suspended(rc) {
-		return r.createPod(ctx, rc, key, BuildHeadPod(rc, r.Options), rayv1.FailedCreateHeadPod)
+		return r.createPod(ctx, rc, key, HeadGroupName, BuildHeadPod(rc, r.Options), rayv1.FailedCreateHeadPod)
 	}
 	return nil
 }
@@ -367,7 +405,7 @@ func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
 		}
 		diff := int(Replicas(g)*hosts(g)) - len(running)
 		for ; diff > 0; diff-- {
-			if err := r.createPod(ctx, rc, key, BuildWorkerPod(rc, g, r.Options), rayv1.FailedCreateWorkerPod); err != nil {
+			if err := r.createPod(ctx, rc, key, g.GroupName, BuildWorkerPod(rc, g, r.Options), rayv1.FailedCreateWorkerPod); err != nil {
 				return err
 			}
 		}

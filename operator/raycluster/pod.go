@@ -273,7 +273,7 @@ func autoscaling(rc *rayv1.RayCluster) bool {
 // BuildHeadPod returns the head pod of rc (not yet created).
 func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 	h := &rc.Spec.HeadGroupSpec
-	pod := buildPod(rc, h.Template, podLabels(rc, NodeTypeHead, HeadGroupName), h.Labels, rc.Name+"-head-")
+	pod := buildPod(rc, h.Template, podLabels(rc, NodeTypeHead, HeadGroupName), h.Labels, generateName(rc.Name+"-head-"))
 	if o.DeterministicHeadName {
 		pod.GenerateName, pod.Name = "", strings.ToLower(truncate(rc.Name+"-head", 63))
 	}
@@ -310,7 +310,7 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 
 // BuildWorkerPod returns a worker pod of group g of rc (not yet created).
 func BuildWorkerPod(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, o Options) *corev1.Pod {
-	pod := buildPod(rc, g.Template, podLabels(rc, NodeTypeWorker, g.GroupName), g.Labels, rc.Name+"-"+g.GroupName+"-worker-")
+	pod := buildPod(rc, g.Template, podLabels(rc, NodeTypeWorker, g.GroupName), g.Labels, workerGenerateName(rc, g))
 	c := &pod.Spec.Containers[0]
 	params := startParams(rc, false, g.RayStartParams, g.Resources, g.Labels, c, o)
 	setCommand(c, StartCommand(false, params))
@@ -342,6 +342,14 @@ func BuildWorkerPod(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, o Options) *
 	return pod
 }
 
+// generateName is KubeRay's pod name prefix: at most 50 characters,
+// lower case.
+func generateName(prefix string) string { return strings.ToLower(truncate(prefix, 50)) }
+
+func workerGenerateName(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec) string {
+	return generateName(rc.Name + "-" + g.GroupName + "-worker-")
+}
+
 func buildPod(rc *rayv1.RayCluster, tmpl corev1.PodTemplateSpec, labels, nodeLabels map[string]string, prefix string) *corev1.Pod {
 	t := tmpl.DeepCopy()
 	pod := &corev1.Pod{
@@ -349,7 +357,7 @@ func buildPod(rc *rayv1.RayCluster, tmpl corev1.PodTemplateSpec, labels, nodeLab
 		Spec:       t.Spec,
 	}
 	pod.Name = ""
-	pod.GenerateName = strings.ToLower(truncate(prefix, 50))
+	pod.GenerateName = prefix
 	pod.Namespace = rc.Namespace
 	if pod.Labels == nil {
 		pod.Labels = map[string]string{}

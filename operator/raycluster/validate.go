@@ -56,6 +56,13 @@ func Validate(rc *rayv1.RayCluster) error {
 			return invalid("%s: groupName is empty", where)
 		case seen[g.GroupName]:
 			return invalid("%s: groupName %q used twice", where, g.GroupName)
+		case len(validation.IsValidLabelValue(g.GroupName)) > 0:
+			// The group name is the pods' ray.io/group label.
+			return invalid("%s: groupName %q is not a valid label value: %s", where, g.GroupName, validation.IsValidLabelValue(g.GroupName)[0])
+		case len(validation.IsDNS1123Subdomain(workerGenerateName(rc, g)+"x0000")) > 0:
+			// It is part of the pods' names too (the API server appends
+			// five lower-case letters and digits).
+			return invalid("%s: groupName %q makes pod names %s* that are not valid: %s", where, g.GroupName, workerGenerateName(rc, g), validation.IsDNS1123Subdomain(workerGenerateName(rc, g) + "x0000")[0])
 		case len(g.Template.Spec.Containers) == 0:
 			return invalid("%s (%s): template has no container", where, g.GroupName)
 		case g.MinReplicas != nil && *g.MinReplicas < 0:
