@@ -138,6 +138,9 @@ func Validate(j *rayv1.RayJob) error {
 	case s.TTLSecondsAfterFinished < 0:
 		return errors.New("ttlSecondsAfterFinished is negative")
 	}
+	if err := validateDeletionStrategy(j); err != nil {
+		return err
+	}
 	if s.RuntimeEnvYAML != "" {
 		if _, err := runtimeEnv(s.RuntimeEnvYAML); err != nil {
 			return err
@@ -554,9 +557,13 @@ func (r *Reconciler) ensureCluster(ctx context.Context, job *rayv1.RayJob, s *ra
 	return &rc, nil
 }
 
-// cleanUp deletes the job's own cluster ttlSecondsAfterFinished after the
-// end, when shutdownAfterJobFinishes.
+// cleanUp carries out spec.deletionStrategy or, without one, deletes the
+// job's own cluster ttlSecondsAfterFinished after the end, when
+// shutdownAfterJobFinishes.
 func (r *Reconciler) cleanUp(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus) (ctrl.Result, error) {
+	if job.Spec.DeletionStrategy != nil && s.EndTime != nil {
+		return r.applyDeletionStrategy(ctx, job, s)
+	}
 	if !job.Spec.ShutdownAfterJobFinishes || job.Spec.RayClusterSpec == nil || s.EndTime == nil || s.RayClusterName == "" {
 		return ctrl.Result{}, nil
 	}

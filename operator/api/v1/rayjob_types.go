@@ -66,6 +66,76 @@ const (
 	SidecarMode     JobSubmissionMode = "SidecarMode"
 )
 
+// DeletionPolicyType is what a deletion policy deletes once the job ended.
+// +kubebuilder:validation:Enum=DeleteCluster;DeleteWorkers;DeleteSelf;DeleteNone
+type DeletionPolicyType string
+
+// The deletion policies (KubeRay's).
+const (
+	// DeleteCluster deletes the RayCluster the RayJob created.
+	DeleteCluster DeletionPolicyType = "DeleteCluster"
+	// DeleteWorkers suspends every worker group of that cluster (the
+	// head stays, with the job's logs).
+	DeleteWorkers DeletionPolicyType = "DeleteWorkers"
+	// DeleteSelf deletes the RayJob (and with it what it owns).
+	DeleteSelf DeletionPolicyType = "DeleteSelf"
+	// DeleteNone deletes nothing.
+	DeleteNone DeletionPolicyType = "DeleteNone"
+)
+
+// DeletionStrategy says what to delete after the job ended: either both
+// legacy policies (onSuccess and onFailure, delayed by
+// ttlSecondsAfterFinished) or deletionRules, not both.
+//
+// +kubebuilder:validation:XValidation:rule="!((has(self.onSuccess) || has(self.onFailure)) && has(self.deletionRules))",message="legacy policies (onSuccess/onFailure) and deletionRules cannot be used together within the same deletionStrategy"
+// +kubebuilder:validation:XValidation:rule="((has(self.onSuccess) && has(self.onFailure)) || has(self.deletionRules))",message="deletionStrategy requires either BOTH onSuccess and onFailure, OR the deletionRules field (cannot be empty)"
+type DeletionStrategy struct {
+	// OnSuccess applies when the job SUCCEEDED (legacy; use deletionRules).
+	// +optional
+	OnSuccess *DeletionPolicy `json:"onSuccess,omitempty"`
+	// OnFailure applies when the job FAILED (legacy; use deletionRules).
+	// +optional
+	OnFailure *DeletionPolicy `json:"onFailure,omitempty"`
+	// DeletionRules each apply a policy ttlSeconds after their condition
+	// holds; when several are due, the most destructive goes first.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +optional
+	DeletionRules []DeletionRule `json:"deletionRules,omitempty"`
+}
+
+// DeletionPolicy is a legacy single-stage policy.
+type DeletionPolicy struct {
+	// +optional
+	Policy *DeletionPolicyType `json:"policy,omitempty"`
+}
+
+// DeletionRule applies Policy when Condition holds.
+type DeletionRule struct {
+	Policy    DeletionPolicyType `json:"policy"`
+	Condition DeletionCondition  `json:"condition"`
+}
+
+// DeletionCondition names exactly one of jobStatus and jobDeploymentStatus.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.jobStatus) && has(self.jobDeploymentStatus))",message="JobStatus and JobDeploymentStatus cannot be used together within the same deletion condition."
+// +kubebuilder:validation:XValidation:rule="has(self.jobStatus) || has(self.jobDeploymentStatus)",message="the deletion condition requires either the JobStatus or the JobDeploymentStatus field."
+type DeletionCondition struct {
+	// JobStatus is the Ray job's terminal status that triggers the rule.
+	// +kubebuilder:validation:Enum=SUCCEEDED;FAILED
+	// +optional
+	JobStatus *JobStatus `json:"jobStatus,omitempty"`
+	// JobDeploymentStatus is the RayJob's terminal deployment status that
+	// triggers the rule (a job that never ran, e.g. failed submission).
+	// +kubebuilder:validation:Enum=Failed
+	// +optional
+	JobDeploymentStatus *JobDeploymentStatus `json:"jobDeploymentStatus,omitempty"`
+	// TTLSeconds is the delay after the job ended.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	TTLSeconds int32 `json:"ttlSeconds,omitempty"`
+}
+
 // SubmitterConfig configures the submitter Job.
 type SubmitterConfig struct {
 	// +optional
@@ -131,6 +201,10 @@ type RayJobSpec struct {
 	Suspend bool `json:"suspend,omitempty"`
 	// +optional
 	ManagedBy *string `json:"managedBy,omitempty"`
+	// DeletionStrategy says what to delete after the job ended; when set
+	// it replaces shutdownAfterJobFinishes (and deletionRules exclude it).
+	// +optional
+	DeletionStrategy *DeletionStrategy `json:"deletionStrategy,omitempty"`
 }
 
 // RayJobInfo holds the times the Jobs API reports.
@@ -169,6 +243,10 @@ type RayJobStatus struct {
 	RayClusterStatus RayClusterStatus `json:"rayClusterStatus,omitempty"`
 	// +optional
 	RayJobStatusInfo RayJobInfo `json:"rayJobInfo,omitempty"`
+	// JobStatusCheckFailureStartTime is when the Jobs API stopped
+	// answering about a running job (cleared when it answers again).
+	// +optional
+	JobStatusCheckFailureStartTime *metav1.Time `json:"jobStatusCheckFailureStartTime,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
