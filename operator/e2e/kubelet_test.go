@@ -149,6 +149,8 @@ func (k *kubelet) sync(ctx context.Context) {
 	defer k.mu.Unlock()
 	for name := range k.pods {
 		if !seen[name] {
+			// As the kubelet: SIGTERM, a grace period, then SIGKILL.
+			docker("stop", "--time", "30", k.container(name, 0))
 			docker("rm", "-f", k.container(name, 0), k.container(name, -1))
 			delete(k.pods, name)
 		}

@@ -143,10 +143,12 @@ func TestRayClusterPodsRun(t *testing.T) {
 		}
 	}
 
+	start := time.Now()
 	wait("the cluster ready with 1 ready worker", func() bool {
 		s := get().Status
 		return s.State == rayv1.Ready && s.ReadyWorkerReplicas == 1 && s.AvailableWorkerReplicas == 1 && s.Head.PodIP != ""
 	})
+	t.Logf("RayCluster created → state ready with its worker ready: %v", time.Since(start).Round(time.Millisecond))
 	head := pods(raycluster.NodeTypeHead)[0]
 	worker := pods(raycluster.NodeTypeWorker)[0]
 	var nodes map[string]string
@@ -178,13 +180,16 @@ func TestRayClusterPodsRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	start = time.Now()
 	update(func(r *rayv1.RayCluster) { r.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](2) })
 	wait("2 ready workers and 3 alive nodes", func() bool {
 		return get().Status.ReadyWorkerReplicas == 2 && len(aliveNodes(head.Name)) == 3
 	})
+	t.Logf("replicas 1 → 2: new worker ready and its node alive after %v", time.Since(start).Round(time.Millisecond))
 
 	// Scale down the way the autoscaler does: exactly the named pod goes,
 	// and its node leaves the cluster.
+	start = time.Now()
 	update(func(r *rayv1.RayCluster) {
 		r.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](1)
 		r.Spec.WorkerGroupSpecs[0].ScaleStrategy.WorkersToDelete = []string{worker.Name}
@@ -194,6 +199,7 @@ func TestRayClusterPodsRun(t *testing.T) {
 		nodes := aliveNodes(head.Name)
 		return len(left) == 1 && left[0].Name != worker.Name && len(nodes) == 2 && nodes[worker.Status.PodIP] == ""
 	})
+	t.Logf("workersToDelete: pod deleted and its node dead in the GCS after %v", time.Since(start).Round(time.Millisecond))
 	if s := get().Status; s.State != rayv1.Ready || s.DesiredWorkerReplicas != 1 || s.ReadyWorkerReplicas != 1 {
 		t.Errorf("status after scale-down: %s", jsonString(s))
 	}
