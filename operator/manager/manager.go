@@ -96,7 +96,7 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 	}
 	rc := &raycluster.Reconciler{
 		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("raycluster-controller"),
+		Recorder: raycluster.NewRecorder(mgr.GetEventRecorder("raycluster-controller")),
 		Options:  c.Pods,
 		Requeue:  c.Requeue,
 	}
@@ -105,7 +105,7 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 	}
 	rj := &rayjob.Reconciler{
 		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("rayjob-controller"),
+		Recorder: raycluster.NewRecorder(mgr.GetEventRecorder("rayjob-controller")),
 		Options:  c.Pods,
 	}
 	if err := rj.SetupWithManager(mgr); err != nil {

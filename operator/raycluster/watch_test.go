@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -74,7 +75,7 @@ func startController(t *testing.T, ns string) (*Reconciler, *reconcileLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("raycluster-controller")}
+	r := &Reconciler{Client: mgr.GetClient(), Recorder: NewRecorder(mgr.GetEventRecorder("raycluster-controller"))}
 	log := &reconcileLog{times: map[string][]time.Time{}}
 	logged := reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 		log.mu.Lock()
@@ -190,5 +191,32 @@ func TestRefusedPodBacksOffQuietly(t *testing.T) {
 	}
 	if n := len(log.of("badgroup")); n > 1 {
 		t.Errorf("the invalid cluster was reconciled %d times, want once (its status write must not trigger another)", n)
+	}
+}
+
+// TestLongEventNoteIsTruncated: a note over the API server's 1024
+// characters reaches the API cut to fit, its start kept, ending in "...".
+func TestLongEventNoteIsTruncated(t *testing.T) {
+	ns := newNamespace(t)
+	r, _ := startController(t, ns)
+	rc := testCluster(ns, "longnote", 0)
+	rc.Spec.Suspend = ptr.To(true)
+	if err := env.Client.Create(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	long := "start " + strings.Repeat("é", 1500) // 3000 bytes, runes of two
+	r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "Long", "Test", "%s and the end", long)
+	var got string
+	eventually(t, "the long Event in the API", 20*time.Second, func() bool {
+		for _, e := range eventsOf(t, ns, "longnote") {
+			if e.Reason == "Long" {
+				got = e.Note
+				return true
+			}
+		}
+		return false
+	})
+	if len(got) > 1024 || !strings.HasPrefix(got, "start éé") || !strings.HasSuffix(got, "é...") {
+		t.Errorf("note of %d bytes: %q…%q", len(got), got[:10], got[len(got)-10:])
 	}
 }

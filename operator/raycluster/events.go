@@ -1,0 +1,36 @@
+package raycluster
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// noteLimit is the longest Event note the API server accepts
+// (events.k8s.io/v1: "can have at most 1024 characters").
+const noteLimit = 1024
+
+// NewRecorder wraps rec so that no note is too long for the API server: a
+// longer one keeps its start and ends with "...", where the API server
+// would refuse it and the Event would be lost. manager.New gives every
+// controller a recorder wrapped so.
+func NewRecorder(rec EventRecorder) EventRecorder { return truncatingRecorder{rec} }
+
+type truncatingRecorder struct{ rec EventRecorder }
+
+func (t truncatingRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	t.rec.Eventf(regarding, related, eventtype, reason, action, "%s", truncateNote(fmt.Sprintf(note, args...)))
+}
+
+// truncateNote cuts s to noteLimit bytes, on a rune boundary.
+func truncateNote(s string) string {
+	if len(s) <= noteLimit {
+		return s
+	}
+	cut := noteLimit - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
