@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,10 @@ type Reconciler struct {
 	Poll time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// StatusCheckTimeout is how long a running job's Jobs API may not
+	// answer before the job fails (default RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS,
+	// else 300 s).
+	StatusCheckTimeout time.Duration
 	// StopTimeout bounds how long a deleted RayJob waits for a cluster
 	// that exists but does not answer the stop call (default 2 minutes).
 	StopTimeout time.Duration
@@ -89,6 +94,16 @@ func (r *Reconciler) poll() time.Duration {
 		return r.Poll
 	}
 	return 3 * time.Second
+}
+
+func (r *Reconciler) statusCheckTimeout() time.Duration {
+	if r.StatusCheckTimeout > 0 {
+		return r.StatusCheckTimeout
+	}
+	if n, err := strconv.Atoi(os.Getenv("RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS")); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 300 * time.Second
 }
 
 func (r *Reconciler) dashboardURL(rc *rayv1.RayCluster) string {
@@ -433,8 +448,20 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 		}
 		info, err := d.GetJobInfo(ctx, s.JobId)
 		if err != nil {
+			// Remember since when the Jobs API does not answer; past the
+			// status check timeout the job fails.
+			now := r.now()
+			if s.JobStatusCheckFailureStartTime == nil {
+				t := metav1.NewTime(now)
+				s.JobStatusCheckFailureStartTime = &t
+			}
+			if timeout := r.statusCheckTimeout(); now.Sub(s.JobStatusCheckFailureStartTime.Time) > timeout {
+				r.fail(job, s, rayv1.JobStatusCheckTimeout, fmt.Sprintf("the Jobs API of RayCluster %s did not answer about job %s for %s: %v", rc.Name, s.JobId, timeout, err))
+				return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+			}
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
+		s.JobStatusCheckFailureStartTime = nil
 		mirror(s, info)
 		s.Message = info.Message
 		if !s.JobStatus.IsTerminal() {
