@@ -1,7 +1,8 @@
 // Package rayjob is the RayJob controller: it creates a RayCluster from
 // the job's spec (or selects an existing one), waits until it is ready,
 // submits the entrypoint through the cluster's Jobs REST API, mirrors the
-// job's status, and with shutdownAfterJobFinishes deletes the cluster
+// job's status, and after the end deletes what spec.deletionStrategy says
+// (deletion.go) or, with shutdownAfterJobFinishes, the cluster
 // ttlSecondsAfterFinished after the end.
 //
 // Every submission mode but InteractiveMode is served by the operator
