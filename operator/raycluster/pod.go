@@ -282,7 +282,7 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 		setDefaultEnv(c, "RAY_enable_autoscaler_v2", fmt.Sprint(v == "v2"))
 	}
 	params := startParams(rc, true, h.RayStartParams, h.Resources, h.Labels, c, o)
-	setCommand(c, StartCommand(true, params))
+	setCommand(rc, c, StartCommand(true, params))
 	port := gcsPort(rc)
 	addEnv(c, rc, true, params, o)
 	// goray's GCS listens on the pod's IP (the node IP), not on loopback.
@@ -313,7 +313,7 @@ func BuildWorkerPod(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, o Options) *
 	pod := buildPod(rc, g.Template, podLabels(rc, NodeTypeWorker, g.GroupName), g.Labels, workerGenerateName(rc, g))
 	c := &pod.Spec.Containers[0]
 	params := startParams(rc, false, g.RayStartParams, g.Resources, g.Labels, c, o)
-	setCommand(c, StartCommand(false, params))
+	setCommand(rc, c, StartCommand(false, params))
 	addEnv(c, rc, false, params, o)
 	fqdn := fmt.Sprintf("%s.%s.svc.%s", HeadServiceName(rc), rc.Namespace, o.domain())
 	setDefaultEnv(c, "RAY_ADDRESS", HeadAddress(rc, o))
@@ -406,10 +406,19 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// OverwriteContainerCmdAnnotation on a RayCluster, "true", leaves the
+// user's command and args alone (KubeRay); the generated command is still
+// in KUBERAY_GEN_RAY_START_CMD for the user's command to run.
+const OverwriteContainerCmdAnnotation = "ray.io/overwrite-container-cmd"
+
 // setCommand runs cmd through bash after raising the open-files limit; a
-// user command is run first, and one that already starts goray (or ray) is
-// left alone.
-func setCommand(c *corev1.Container, start string) {
+// user command is run first, and one that already starts goray (or ray),
+// or any with the overwrite annotation, is left alone.
+func setCommand(rc *rayv1.RayCluster, c *corev1.Container, start string) {
+	setDefaultEnv(c, "KUBERAY_GEN_RAY_START_CMD", start)
+	if strings.EqualFold(rc.Annotations[OverwriteContainerCmdAnnotation], "true") {
+		return
+	}
 	user := strings.TrimSpace(strings.Join(append(append([]string{}, c.Command...), c.Args...), " "))
 	if strings.Contains(user, "goray start") || strings.Contains(user, "ray start") {
 		return
@@ -420,7 +429,6 @@ func setCommand(c *corev1.Container, start string) {
 	}
 	c.Command = []string{"/bin/bash", "-c", "--"}
 	c.Args = []string{cmd}
-	setDefaultEnv(c, "KUBERAY_GEN_RAY_START_CMD", start)
 }
 
 func setDefaultEnv(c *corev1.Container, name, value string) {

@@ -84,3 +84,30 @@ func TestAutoscalerV2AndDeterministicHeadName(t *testing.T) {
 		t.Error("version and RAY_enable_autoscaler_v2 both accepted")
 	}
 }
+
+// TestOverwriteContainerCmdLeavesTheUsersCommand: with the RayCluster's
+// ray.io/overwrite-container-cmd "true", the head and worker containers
+// keep the user's command and args as written; the generated command is
+// in KUBERAY_GEN_RAY_START_CMD. Without it the user's command runs first.
+func TestOverwriteContainerCmdLeavesTheUsersCommand(t *testing.T) {
+	rc := testCluster("ns", "rc", 1)
+	for _, c := range []*corev1.Container{&rc.Spec.HeadGroupSpec.Template.Spec.Containers[0], &rc.Spec.WorkerGroupSpecs[0].Template.Spec.Containers[0]} {
+		c.Command = []string{"/bin/sh", "-c"}
+		c.Args = []string{"echo hi; $KUBERAY_GEN_RAY_START_CMD"}
+	}
+	rc.Annotations = map[string]string{OverwriteContainerCmdAnnotation: "true"}
+	for _, pod := range []*corev1.Pod{BuildHeadPod(rc, Options{}), BuildWorkerPod(rc, &rc.Spec.WorkerGroupSpecs[0], Options{})} {
+		c := &pod.Spec.Containers[0]
+		if strings.Join(c.Command, " ") != "/bin/sh -c" || strings.Join(c.Args, " ") != "echo hi; $KUBERAY_GEN_RAY_START_CMD" {
+			t.Errorf("%s: command %q args %q, want the user's", pod.GenerateName, c.Command, c.Args)
+		}
+		if e, ok := envValue(c, "KUBERAY_GEN_RAY_START_CMD"); !ok || !strings.HasPrefix(e.Value, "goray start ") {
+			t.Errorf("%s: KUBERAY_GEN_RAY_START_CMD %+v", pod.GenerateName, e)
+		}
+	}
+	rc.Annotations = nil
+	c := BuildWorkerPod(rc, &rc.Spec.WorkerGroupSpecs[0], Options{}).Spec.Containers[0]
+	if c.Command[0] != "/bin/bash" || !strings.HasPrefix(c.Args[0], "/bin/sh -c echo hi; $KUBERAY_GEN_RAY_START_CMD && ulimit -n ") {
+		t.Errorf("without the annotation: command %q args %q", c.Command, c.Args)
+	}
+}
