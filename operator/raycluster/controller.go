@@ -595,10 +595,10 @@ func (r *Reconciler) writeStatus(ctx context.Context, rc *rayv1.RayCluster, s *r
 	now := metav1.Now()
 	s.LastUpdateTime = &now
 	rc.Status = *s
+	// A conflict is an error too: a status-only update of the cluster
+	// queues no reconcile (the watch's predicates), so only the rate
+	// limiter's retry recomputes the status.
 	if err := r.Client.Status().Update(ctx, rc); err != nil {
-		if apierrors.IsConflict(err) {
-			return nil // a newer version is queued; it recomputes the status
-		}
 		return fmt.Errorf("raycluster: update status: %w", err)
 	}
 	return nil
