@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,6 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.reconcileAuthSecret,
 		r.reconcileAutoscalerRBAC,
 		r.reconcileHeadService,
+		r.reconcileHeadlessService,
 		r.reconcileHeadPod,
 		r.reconcileWorkerPods,
 	} {
@@ -217,6 +219,26 @@ func (r *Reconciler) reconcileHeadService(ctx context.Context, st *state) error 
 	}
 	r.Recorder.Eventf(rc, nil, corev1.EventTypeNormal, "CreatedService", "Create", "Created head service %s/%s", want.Namespace, want.Name)
 	st.service = want
+	return nil
+}
+
+// reconcileHeadlessService creates the headless worker Service once a
+// group is multi-host (it stays if the group shrinks back to one host).
+func (r *Reconciler) reconcileHeadlessService(ctx context.Context, st *state) error {
+	rc := st.rc
+	if !multiHost(rc) {
+		return nil
+	}
+	var svc corev1.Service
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: HeadlessServiceName(rc)}, &svc)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	want := BuildHeadlessWorkerService(rc)
+	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("raycluster: create headless worker service: %w", err)
+	}
+	r.Recorder.Eventf(rc, nil, corev1.EventTypeNormal, "CreatedService", "Create", "Created headless worker service %s/%s", want.Namespace, want.Name)
 	return nil
 }
 
@@ -363,6 +385,7 @@ func groupSuspended(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec) bool {
 // reconcileWorkerPods, per group: delete unhealthy pods, delete every pod
 // named in workersToDelete, then create the missing pods; surplus pods are
 // deleted only without the autoscaler (which alone chooses its victims).
+// A multi-host group (numOfHosts > 1) does all this by whole replicas.
 func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
 	rc := st.rc
 	for i := range rc.Spec.WorkerGroupSpecs {
@@ -373,59 +396,196 @@ func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
 			st.pending = true
 			continue
 		}
-		toDelete := map[string]bool{}
-		for _, n := range g.ScaleStrategy.WorkersToDelete {
-			toDelete[n] = true
+		var err error
+		if hosts(g) > 1 {
+			err = r.reconcileMultiHostGroup(ctx, rc, g, key, pods)
+		} else {
+			err = r.reconcileGroup(ctx, rc, g, key, pods)
 		}
-		var running []*corev1.Pod
-		for j := range pods {
-			p := &pods[j]
-			if p.DeletionTimestamp != nil {
-				continue
-			}
-			switch {
-			case groupSuspended(rc, g):
-				if err := r.deletePod(ctx, rc, key, p, "suspended"); err != nil {
-					return err
-				}
-			case toDelete[p.Name]:
-				if err := r.deletePod(ctx, rc, key, p, "listed in workersToDelete"); err != nil {
-					return err
-				}
-			case unhealthy(p):
-				if err := r.deletePod(ctx, rc, key, p, "unhealthy: "+string(p.Status.Phase)); err != nil {
-					return err
-				}
-			default:
-				running = append(running, p)
-			}
+		if err != nil {
+			return err
 		}
-		if groupSuspended(rc, g) {
+	}
+	return nil
+}
+
+func (r *Reconciler) reconcileGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key string, pods []corev1.Pod) error {
+	toDelete := map[string]bool{}
+	for _, n := range g.ScaleStrategy.WorkersToDelete {
+		toDelete[n] = true
+	}
+	var running []*corev1.Pod
+	for j := range pods {
+		p := &pods[j]
+		if p.DeletionTimestamp != nil {
 			continue
 		}
-		diff := int(Replicas(g)*hosts(g)) - len(running)
-		for ; diff > 0; diff-- {
-			if err := r.createPod(ctx, rc, key, g.GroupName, BuildWorkerPod(rc, g, r.Options), rayv1.FailedCreateWorkerPod); err != nil {
+		if why := deleteReason(rc, g, p, toDelete); why != "" {
+			if err := r.deletePod(ctx, rc, key, p, why); err != nil {
 				return err
 			}
+			continue
 		}
-		if diff < 0 && !autoscaling(rc) {
-			// Pending pods go first, then the newest.
-			sort.SliceStable(running, func(a, b int) bool {
-				pa, pb := running[a].Status.Phase == corev1.PodRunning, running[b].Status.Phase == corev1.PodRunning
-				if pa != pb {
-					return !pa
-				}
-				return running[a].CreationTimestamp.After(running[b].CreationTimestamp.Time)
-			})
-			for _, p := range running[:-diff] {
-				if err := r.deletePod(ctx, rc, key, p, "more pods than replicas"); err != nil {
-					return err
-				}
+		running = append(running, p)
+	}
+	if groupSuspended(rc, g) {
+		return nil
+	}
+	diff := int(Replicas(g)) - len(running)
+	used := replicaIndices(running)
+	for ; diff > 0; diff-- {
+		p := BuildWorkerPod(rc, g, r.Options)
+		p.Labels[LabelReplicaIndex] = strconv.Itoa(nextIndex(used))
+		if err := r.createPod(ctx, rc, key, g.GroupName, p, rayv1.FailedCreateWorkerPod); err != nil {
+			return err
+		}
+	}
+	if diff < 0 && !autoscaling(rc) {
+		sortVictims(running)
+		for _, p := range running[:-diff] {
+			if err := r.deletePod(ctx, rc, key, p, "more pods than replicas"); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// reconcileMultiHostGroup keeps Replicas(g) complete replicas of
+// numOfHosts pods each, told apart by their ray.io/worker-group-replica-name
+// label: a replica with a pod to delete (unhealthy, named in
+// workersToDelete) or a pod missing goes whole, as in KubeRay.
+func (r *Reconciler) reconcileMultiHostGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key string, pods []corev1.Pod) error {
+	toDelete := map[string]bool{}
+	for _, n := range g.ScaleStrategy.WorkersToDelete {
+		toDelete[n] = true
+	}
+	byName := map[string][]*corev1.Pod{}
+	var replicaNames []string
+	for j := range pods {
+		p := &pods[j]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		n := p.Labels[LabelReplicaName]
+		if n == "" {
+			n = "pod/" + p.Name // made before replicas had names: a replica of one, incomplete
+		}
+		if byName[n] == nil {
+			replicaNames = append(replicaNames, n)
+		}
+		byName[n] = append(byName[n], p)
+	}
+	sort.Strings(replicaNames)
+	var complete [][]*corev1.Pod
+	for _, n := range replicaNames {
+		replica := byName[n]
+		why := ""
+		for _, p := range replica {
+			if why = deleteReason(rc, g, p, toDelete); why != "" {
+				break
+			}
+		}
+		if why == "" && len(replica) < int(hosts(g)) {
+			why = fmt.Sprintf("replica %s has %d of its %d hosts", n, len(replica), hosts(g))
+		}
+		if why == "" {
+			complete = append(complete, replica)
+			continue
+		}
+		if err := r.deleteReplica(ctx, rc, key, replica, why); err != nil {
+			return err
+		}
+	}
+	if groupSuspended(rc, g) {
+		return nil
+	}
+	diff := int(Replicas(g)) - len(complete)
+	var firsts []*corev1.Pod
+	for _, replica := range complete {
+		firsts = append(firsts, replica[0])
+	}
+	used := replicaIndices(firsts)
+	for ; diff > 0; diff-- {
+		index, name := nextIndex(used), replicaName(g)
+		for host := 0; host < int(hosts(g)); host++ {
+			p := BuildWorkerPod(rc, g, r.Options)
+			p.Labels[LabelReplicaIndex] = strconv.Itoa(index)
+			p.Labels[LabelReplicaName] = name
+			p.Labels[LabelHostIndex] = strconv.Itoa(host)
+			if err := r.createPod(ctx, rc, key, g.GroupName, p, rayv1.FailedCreateWorkerPod); err != nil {
+				return err
+			}
+		}
+	}
+	if diff < 0 && !autoscaling(rc) {
+		// Replicas go in the order their first pod would.
+		byFirst := map[*corev1.Pod][]*corev1.Pod{}
+		for _, replica := range complete {
+			byFirst[replica[0]] = replica
+		}
+		sortVictims(firsts)
+		for _, p := range firsts[:-diff] {
+			if err := r.deleteReplica(ctx, rc, key, byFirst[p], "more replicas than wanted"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) deleteReplica(ctx context.Context, rc *rayv1.RayCluster, key string, replica []*corev1.Pod, why string) error {
+	for _, p := range replica {
+		if err := r.deletePod(ctx, rc, key, p, why); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteReason says why p must go ("" when it stays).
+func deleteReason(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, p *corev1.Pod, toDelete map[string]bool) string {
+	switch {
+	case groupSuspended(rc, g):
+		return "suspended"
+	case toDelete[p.Name]:
+		return "listed in workersToDelete"
+	case unhealthy(p):
+		return "unhealthy: " + string(p.Status.Phase)
+	}
+	return ""
+}
+
+// sortVictims orders surplus pods: pending ones first, then the newest.
+func sortVictims(pods []*corev1.Pod) {
+	sort.SliceStable(pods, func(a, b int) bool {
+		pa, pb := pods[a].Status.Phase == corev1.PodRunning, pods[b].Status.Phase == corev1.PodRunning
+		if pa != pb {
+			return !pa
+		}
+		return pods[a].CreationTimestamp.After(pods[b].CreationTimestamp.Time)
+	})
+}
+
+// replicaIndices are the ray.io/worker-group-replica-index values in use.
+func replicaIndices(pods []*corev1.Pod) map[int]bool {
+	used := map[int]bool{}
+	for _, p := range pods {
+		if i, err := strconv.Atoi(p.Labels[LabelReplicaIndex]); err == nil {
+			used[i] = true
+		}
+	}
+	return used
+}
+
+// nextIndex takes the lowest index not in used.
+func nextIndex(used map[int]bool) int {
+	i := 0
+	for used[i] {
+		i++
+	}
+	used[i] = true
+	return i
 }
 
 func podReady(p *corev1.Pod) bool {

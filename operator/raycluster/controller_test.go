@@ -414,3 +414,97 @@ func TestRayClusterInvalidSpecIsAnEvent(t *testing.T) {
 		t.Errorf("status reason %q", st.Reason)
 	}
 }
+
+func replicasOf(pods []corev1.Pod) map[string][]string {
+	out := map[string][]string{}
+	for _, p := range pods {
+		n := p.Labels[LabelReplicaName]
+		out[n] = append(out[n], p.Labels[LabelReplicaIndex]+"/"+p.Labels[LabelHostIndex])
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
+	return out
+}
+
+// TestRayClusterMultiHostGroups: a group of numOfHosts 2 gets whole
+// replicas, each pod labelled with its replica's index and name and its
+// host index, and a headless worker Service; scaling down or losing a pod
+// removes whole replicas. A single-host group's pods get replica indices
+// only.
+func TestRayClusterMultiHostGroups(t *testing.T) {
+	h := newHarness(t)
+	rc := testCluster(newNamespace(t), "mh", 2)
+	tpu := rc.Spec.WorkerGroupSpecs[0].DeepCopy()
+	tpu.GroupName, tpu.NumOfHosts = "tpu", 2
+	rc.Spec.WorkerGroupSpecs = append(rc.Spec.WorkerGroupSpecs, *tpu)
+	h.create(rc)
+	h.reconcile(rc)
+
+	group := func(name string) []corev1.Pod {
+		var out []corev1.Pod
+		for _, p := range h.pods(rc, NodeTypeWorker) {
+			if p.Labels[LabelGroup] == name {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	small := group("small")
+	if got := replicasOf(small); len(small) != 2 || fmt.Sprint(got[""]) != "[0/ 1/]" {
+		t.Errorf("single-host pods by replica: %v", got)
+	}
+	reps := replicasOf(group("tpu"))
+	if len(reps) != 2 {
+		t.Fatalf("multi-host replicas %v, want 2 of 2 hosts", reps)
+	}
+	var indexSets []string
+	for name, hs := range reps {
+		if !strings.HasPrefix(name, "tpu-") || len(hs) != 2 || hs[0][1:] != "/0" || hs[1][1:] != "/1" || hs[0][0] != hs[1][0] {
+			t.Errorf("replica %s: index/host %v", name, hs)
+		}
+		indexSets = append(indexSets, hs[0][:1])
+	}
+	if sort.Strings(indexSets); fmt.Sprint(indexSets) != "[0 1]" {
+		t.Errorf("replica indices %v", indexSets)
+	}
+	var svc corev1.Service
+	if err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: rc.Namespace, Name: "mh-headless"}, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
+		fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(map[string]string{LabelCluster: "mh", LabelNodeType: "worker"}) {
+		t.Errorf("headless service %+v", svc.Spec)
+	}
+	if st := h.get(rc).Status; st.DesiredWorkerReplicas != 6 {
+		t.Errorf("desiredWorkerReplicas %d, want 2 + 2×2", st.DesiredWorkerReplicas)
+	}
+
+	// Down to one replica: both hosts of one replica go.
+	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.WorkerGroupSpecs[1].Replicas = ptr.To[int32](1) })
+	h.reconcile(rc)
+	left := replicasOf(group("tpu"))
+	if len(left) != 1 {
+		t.Fatalf("after scaling down: replicas %v, want 1", left)
+	}
+	var kept string
+	for name, hs := range left {
+		if len(hs) != 2 {
+			t.Errorf("replica %s left with hosts %v", name, hs)
+		}
+		kept = name
+	}
+
+	// One host fails: its whole replica is replaced by a new one.
+	h.setPodStatus(group("tpu")[0], corev1.PodFailed, false, "")
+	h.reconcile(rc)
+	now := replicasOf(group("tpu"))
+	if _, still := now[kept]; still || len(now) != 1 {
+		t.Errorf("after a host failed: replicas %v (replica %s should be gone)", now, kept)
+	}
+	for name, hs := range now {
+		if fmt.Sprint(hs) != "[0/0 0/1]" {
+			t.Errorf("new replica %s: %v", name, hs)
+		}
+	}
+}

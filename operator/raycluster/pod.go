@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 )
@@ -24,6 +25,13 @@ const (
 	LabelIdentifier = "ray.io/identifier"
 	LabelAppName    = "app.kubernetes.io/name"
 	LabelCreatedBy  = "app.kubernetes.io/created-by"
+
+	// Multi-host indexing: every worker pod's replica index in its group,
+	// and, in groups of numOfHosts > 1, its replica's name and its host
+	// index in the replica.
+	LabelReplicaIndex = "ray.io/worker-group-replica-index"
+	LabelReplicaName  = "ray.io/worker-group-replica-name"
+	LabelHostIndex    = "ray.io/replica-host-index"
 
 	NodeTypeHead   = "head"
 	NodeTypeWorker = "worker"
@@ -348,6 +356,12 @@ func generateName(prefix string) string { return strings.ToLower(truncate(prefix
 
 func workerGenerateName(rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec) string {
 	return generateName(rc.Name + "-" + g.GroupName + "-worker-")
+}
+
+// replicaName names a new replica of a multi-host group:
+// <group>-<5 random characters>, a valid label value.
+func replicaName(g *rayv1.WorkerGroupSpec) string {
+	return strings.TrimRight(truncate(g.GroupName, 57), "-_.") + "-" + utilrand.String(5)
 }
 
 func buildPod(rc *rayv1.RayCluster, tmpl corev1.PodTemplateSpec, labels, nodeLabels map[string]string, prefix string) *corev1.Pod {

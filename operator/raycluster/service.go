@@ -87,3 +87,34 @@ func headServicePorts(rc *rayv1.RayCluster) []corev1.ServicePort {
 	}
 	return out
 }
+
+// HeadlessServiceName is the headless worker Service of a cluster with
+// multi-host groups.
+func HeadlessServiceName(rc *rayv1.RayCluster) string { return rc.Name + "-headless" }
+
+// BuildHeadlessWorkerService returns the headless Service over rc's
+// worker pods (KubeRay's, for multi-host groups): each pod gets a DNS
+// record its hosts can find one another by, ready or not.
+func BuildHeadlessWorkerService(rc *rayv1.RayCluster) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: HeadlessServiceName(rc), Namespace: rc.Namespace,
+			Labels:          map[string]string{LabelCluster: rc.Name, LabelNodeType: NodeTypeWorker},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rc, rayv1.GroupVersion.WithKind("RayCluster"))},
+		},
+		Spec: corev1.ServiceSpec{
+			ClusterIP:                corev1.ClusterIPNone,
+			Selector:                 map[string]string{LabelCluster: rc.Name, LabelNodeType: NodeTypeWorker},
+			PublishNotReadyAddresses: true,
+		},
+	}
+}
+
+func multiHost(rc *rayv1.RayCluster) bool {
+	for i := range rc.Spec.WorkerGroupSpecs {
+		if hosts(&rc.Spec.WorkerGroupSpecs[i]) > 1 {
+			return true
+		}
+	}
+	return false
+}
