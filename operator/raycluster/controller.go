@@ -119,6 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.reconcileAutoscalerRBAC,
 		r.reconcileHeadService,
 		r.reconcileHeadlessService,
+		r.recreateOutdatedPods,
 		r.reconcileHeadPod,
 		r.reconcileWorkerPods,
 	} {
@@ -323,6 +324,68 @@ func createError(err error, p *corev1.Pod) string {
 }
 
 func suspended(rc *rayv1.RayCluster) bool { return rc.Spec.Suspend != nil && *rc.Spec.Suspend }
+
+// recreateOutdatedPods, with upgradeStrategy Recreate, deletes every pod
+// once one was built from another head or group template than the spec's
+// (its ray.io/pod-template-hash differs); the next steps create them anew.
+// Pods without the annotation (made before it existed) are left alone,
+// as are pods of groups no longer in the spec.
+func (r *Reconciler) recreateOutdatedPods(ctx context.Context, st *state) error {
+	rc := st.rc
+	if s := rc.Spec.UpgradeStrategy; s == nil || s.Type == nil || *s.Type != rayv1.Recreate {
+		return nil
+	}
+	if err := r.listPods(ctx, st); err != nil {
+		return err
+	}
+	want := map[string]string{HeadGroupName: TemplateHash(&rc.Spec.HeadGroupSpec.Template)}
+	for i := range rc.Spec.WorkerGroupSpecs {
+		g := &rc.Spec.WorkerGroupSpecs[i]
+		want[g.GroupName] = TemplateHash(&g.Template)
+	}
+	changed := ""
+	for _, p := range st.pods {
+		group := p.Labels[LabelGroup]
+		if p.Labels[LabelNodeType] == NodeTypeHead {
+			group = HeadGroupName
+		}
+		if h, ok := p.Annotations[AnnotationPodTemplateHash]; ok && want[group] != "" && h != want[group] {
+			changed = group
+			break
+		}
+	}
+	if changed == "" {
+		return nil
+	}
+	// Only on a cache that shows this operator's last creates and
+	// deletes: a pod deleted before its create was seen would leave an
+	// expectation no listing ever meets.
+	for group := range want {
+		nodeType, label := NodeTypeWorker, group
+		if group == HeadGroupName {
+			nodeType, label = NodeTypeHead, ""
+		}
+		if !r.Expect.Satisfied(GroupKey(rc.Namespace, rc.Name, group), podsOf(st.pods, nodeType, label)) {
+			st.pending = true
+			return nil
+		}
+	}
+	r.Recorder.Eventf(rc, nil, corev1.EventTypeNormal, "RecreatingPods", "Upgrade", "The pod template of %s changed: recreating every pod (upgradeStrategy Recreate)", changed)
+	for i := range st.pods {
+		p := &st.pods[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		group := p.Labels[LabelGroup]
+		if p.Labels[LabelNodeType] == NodeTypeHead {
+			group = HeadGroupName
+		}
+		if err := r.deletePod(ctx, rc, GroupKey(rc.Namespace, rc.Name, group), p, "upgradeStrategy Recreate"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // reconcileHeadPod keeps exactly one healthy head pod (none when suspended).
 func (r *Reconciler) reconcileHeadPod(ctx context.Context, st *state) error {

@@ -508,3 +508,64 @@ func TestRayClusterMultiHostGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestRayClusterUpgradeStrategy: with Recreate, a change of a group's pod
+// template recreates every pod (head included) from the new templates,
+// and a replicas change recreates nothing; with None (as unset) a template
+// change leaves the pods.
+func TestRayClusterUpgradeStrategy(t *testing.T) {
+	h := newHarness(t)
+	ns := newNamespace(t)
+	all := func(rc *rayv1.RayCluster) []string {
+		return append(names(h.pods(rc, NodeTypeHead)), names(h.pods(rc, NodeTypeWorker))...)
+	}
+	addEnv := func(rc *rayv1.RayCluster) {
+		c := &rc.Spec.WorkerGroupSpecs[0].Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: "NEW", Value: "1"})
+	}
+	recreate := rayv1.Recreate
+	rc := testCluster(ns, "recreate", 2)
+	rc.Spec.UpgradeStrategy = &rayv1.RayClusterUpgradeStrategy{Type: &recreate}
+	h.create(rc)
+	h.reconcile(rc)
+	before := all(rc)
+	if len(before) != 3 {
+		t.Fatalf("pods %v", before)
+	}
+	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.WorkerGroupSpecs[0].Replicas = ptr.To[int32](3) })
+	h.reconcile(rc)
+	if got := all(rc); len(got) != 4 || !strings.Contains(fmt.Sprint(got), before[0]) {
+		t.Errorf("a replicas change recreated pods: %v → %v", before, got)
+	}
+	before = all(rc)
+	h.update(rc, addEnv)
+	h.reconcile(rc)
+	after := all(rc)
+	if len(after) != 4 {
+		t.Fatalf("after the template change: pods %v", after)
+	}
+	for _, n := range before {
+		if strings.Contains(fmt.Sprint(after), n) {
+			t.Errorf("pod %s survived the template change (Recreate)", n)
+		}
+	}
+	for _, p := range h.pods(rc, NodeTypeWorker) {
+		if e, ok := envValue(&p.Spec.Containers[0], "NEW"); !ok || e.Value != "1" {
+			t.Errorf("worker %s not from the new template", p.Name)
+		}
+	}
+	h.reconcile(rc)
+	if again := all(rc); fmt.Sprint(again) != fmt.Sprint(after) {
+		t.Errorf("pods recreated again: %v → %v", after, again)
+	}
+
+	none := testCluster(ns, "none", 1)
+	h.create(none)
+	h.reconcile(none)
+	before = all(none)
+	h.update(none, addEnv)
+	h.reconcile(none)
+	if got := all(none); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("upgradeStrategy unset: pods %v → %v", before, got)
+	}
+}

@@ -1,6 +1,8 @@
 package raycluster
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -32,6 +34,10 @@ const (
 	LabelReplicaIndex = "ray.io/worker-group-replica-index"
 	LabelReplicaName  = "ray.io/worker-group-replica-name"
 	LabelHostIndex    = "ray.io/replica-host-index"
+
+	// AnnotationPodTemplateHash on a pod is the hash of the template it
+	// was built from (KubeRay's key), for upgradeStrategy Recreate.
+	AnnotationPodTemplateHash = "ray.io/pod-template-hash"
 
 	NodeTypeHead   = "head"
 	NodeTypeWorker = "worker"
@@ -364,12 +370,25 @@ func replicaName(g *rayv1.WorkerGroupSpec) string {
 	return strings.TrimRight(truncate(g.GroupName, 57), "-_.") + "-" + utilrand.String(5)
 }
 
+// TemplateHash is the hash of a head or group pod template (the
+// template alone, as KubeRay hashes it: replicas or workersToDelete
+// changes roll nothing).
+func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
+	b, _ := json.Marshal(tmpl)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 func buildPod(rc *rayv1.RayCluster, tmpl corev1.PodTemplateSpec, labels, nodeLabels map[string]string, prefix string) *corev1.Pod {
 	t := tmpl.DeepCopy()
 	pod := &corev1.Pod{
 		ObjectMeta: *t.ObjectMeta.DeepCopy(),
 		Spec:       t.Spec,
 	}
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[AnnotationPodTemplateHash] = TemplateHash(&tmpl)
 	pod.Name = ""
 	pod.GenerateName = prefix
 	pod.Namespace = rc.Namespace

@@ -2,6 +2,7 @@ package v1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -37,6 +38,29 @@ type RayClusterSpec struct {
 	// AuthOptions configure the cluster token (on by default in goray).
 	// +optional
 	AuthOptions *AuthOptions `json:"authOptions,omitempty"`
+	// UpgradeStrategy says what a change of a pod template does to the
+	// running pods: Recreate deletes them all so they come back from the
+	// new templates; None (the default) leaves them.
+	// +optional
+	UpgradeStrategy *RayClusterUpgradeStrategy `json:"upgradeStrategy,omitempty"`
+}
+
+// RayClusterUpgradeType is RayClusterUpgradeStrategy.Type.
+// +kubebuilder:validation:Enum=Recreate;None
+type RayClusterUpgradeType string
+
+const (
+	// Recreate deletes every pod when the head's or a group's template
+	// changes.
+	Recreate RayClusterUpgradeType = "Recreate"
+	// UpgradeNone leaves running pods on their old template.
+	UpgradeNone RayClusterUpgradeType = "None"
+)
+
+// RayClusterUpgradeStrategy is spec.upgradeStrategy.
+type RayClusterUpgradeStrategy struct {
+	// +optional
+	Type *RayClusterUpgradeType `json:"type,omitempty"`
 }
 
 // HeadGroupSpec is the head pod's template and start parameters.
@@ -56,9 +80,13 @@ type HeadGroupSpec struct {
 	// +kubebuilder:validation:Schemaless
 	// +optional
 	HeadService *corev1.Service `json:"headService,omitempty"`
-	// EnableIngress is accepted for KubeRay compatibility (no Ingress yet).
+	// EnableIngress is accepted for KubeRay compatibility: goray's
+	// operator creates no Ingress yet and says so in a Warning Event.
 	// +optional
 	EnableIngress *bool `json:"enableIngress,omitempty"`
+	// IngressOptions are accepted for KubeRay compatibility (unused).
+	// +optional
+	IngressOptions *IngressOptions `json:"ingressOptions,omitempty"`
 	// Resources are the node's logical resources (name → quantity); they
 	// override the resource flags of RayStartParams.
 	// +optional
@@ -66,6 +94,18 @@ type HeadGroupSpec struct {
 	// Labels are the node's labels (also put on the pod).
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// IngressOptions shape KubeRay's head Ingress (accepted, unused).
+type IngressOptions struct {
+	// +optional
+	Host string `json:"host,omitempty"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// +optional
+	PathType *networkingv1.PathType `json:"pathType,omitempty"`
+	// +optional
+	TLS []networkingv1.IngressTLS `json:"tls,omitempty"`
 }
 
 // WorkerGroupSpec is one group of identical worker pods.
@@ -91,6 +131,10 @@ type WorkerGroupSpec struct {
 	// IdleTimeoutSeconds is the group's idle timeout for the autoscaler.
 	// +optional
 	IdleTimeoutSeconds *int32 `json:"idleTimeoutSeconds,omitempty"`
+	// Priority is the group's scale-up preference in KubeRay's autoscaler
+	// v2; goray accepts it and uses it nowhere yet.
+	// +optional
+	Priority int32 `json:"priority,omitempty"`
 	// RayStartParams are `goray start` flags without the leading dashes.
 	// +optional
 	RayStartParams map[string]string `json:"rayStartParams,omitempty"`
@@ -150,6 +194,12 @@ type AutoscalerOptions struct {
 	// +kubebuilder:validation:Schemaless
 	// +optional
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+	// Command replaces the autoscaler container's command.
+	// +optional
+	Command []string `json:"command,omitempty"`
+	// Args replace the autoscaler container's args.
+	// +optional
+	Args []string `json:"args,omitempty"`
 	// IdleTimeoutSeconds before an idle worker is removed (default 60).
 	// +optional
 	IdleTimeoutSeconds *int32 `json:"idleTimeoutSeconds,omitempty"`
