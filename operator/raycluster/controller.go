@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,10 @@ type Reconciler struct {
 	// Requeue is the period of a resync when nothing is pending
 	// (default 5 minutes).
 	Requeue time.Duration
+
+	// ingressWarned maps namespace/name to the UID of each cluster
+	// already told that no Ingress is made, so it is told once.
+	ingressWarned sync.Map
 }
 
 // SetupWithManager registers the controller with mgr.
@@ -95,6 +100,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &rc); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Expect.Forget(req.Namespace, req.Name)
+			r.ingressWarned.Delete(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -115,6 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	var reconcileErr error
 	for _, step := range []func(context.Context, *state) error{
+		r.warnIngress,
 		r.reconcileAuthSecret,
 		r.reconcileAutoscalerRBAC,
 		r.reconcileHeadService,
@@ -145,6 +152,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func ownerRef(rc *rayv1.RayCluster) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(rc, rayv1.GroupVersion.WithKind("RayCluster"))}
+}
+
+// warnIngress tells, once per cluster, that headGroupSpec.enableIngress
+// is not acted on rather than ignoring it silently.
+func (r *Reconciler) warnIngress(_ context.Context, st *state) error {
+	rc := st.rc
+	key := client.ObjectKeyFromObject(rc).String()
+	if on := rc.Spec.HeadGroupSpec.EnableIngress; on == nil || !*on {
+		r.ingressWarned.Delete(key)
+		return nil
+	}
+	if uid, ok := r.ingressWarned.Load(key); ok && uid == rc.UID {
+		return nil
+	}
+	r.ingressWarned.Store(key, rc.UID)
+	r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "IngressNotSupported", "Reconcile",
+		"headGroupSpec.enableIngress is set but goray's operator does not create Ingresses yet: expose the head Service %s yourself", HeadServiceName(rc))
+	return nil
 }
 
 // reconcileAuthSecret generates the cluster token into <cluster>-auth once.

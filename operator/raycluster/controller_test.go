@@ -569,3 +569,34 @@ func TestRayClusterUpgradeStrategy(t *testing.T) {
 		t.Errorf("upgradeStrategy unset: pods %v → %v", before, got)
 	}
 }
+
+// TestRayClusterIngressIsAcceptedAndWarnedOnce: the API server keeps
+// headGroupSpec.ingressOptions and workerGroupSpecs[].priority; with
+// enableIngress the operator says once, in a Warning Event, that it makes
+// no Ingress, and again only after it was turned off and on.
+func TestRayClusterIngressIsAcceptedAndWarnedOnce(t *testing.T) {
+	h := newHarness(t)
+	rc := testCluster(newNamespace(t), "ing", 0)
+	rc.Spec.HeadGroupSpec.EnableIngress = ptr.To(true)
+	rc.Spec.HeadGroupSpec.IngressOptions = &rayv1.IngressOptions{Host: "ray.example.com", Path: "/ray"}
+	rc.Spec.WorkerGroupSpecs[0].Priority = 7
+	h.create(rc)
+	got := h.get(rc)
+	if o := got.Spec.HeadGroupSpec.IngressOptions; o == nil || o.Host != "ray.example.com" || got.Spec.WorkerGroupSpecs[0].Priority != 7 {
+		t.Errorf("stored spec: ingressOptions %+v, priority %d", o, got.Spec.WorkerGroupSpecs[0].Priority)
+	}
+	for i := 0; i < 3; i++ {
+		h.reconcile(rc)
+	}
+	if ev := h.ev.with("IngressNotSupported"); len(ev) != 1 || !strings.Contains(ev[0], "does not create Ingresses") || !strings.HasPrefix(ev[0], "Warning ") {
+		t.Errorf("ingress warnings after 3 reconciles: %v", ev)
+	}
+	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.HeadGroupSpec.EnableIngress = ptr.To(false) })
+	h.reconcile(rc)
+	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.HeadGroupSpec.EnableIngress = ptr.To(true) })
+	h.reconcile(rc)
+	h.reconcile(rc)
+	if ev := h.ev.with("IngressNotSupported"); len(ev) != 2 {
+		t.Errorf("ingress warnings after off and on: %v", ev)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/goray/goray/internal/version"
 	rayv1 "github.com/goray/goray/operator/api/v1"
 )
 
@@ -314,7 +315,16 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 		setProbes(c, agentPort(params), "/api/gcs_healthz", dashboardPort(rc), 5)
 	}
 	if autoscaling(rc) {
-		pod.Spec.Containers = append(pod.Spec.Containers, autoscalerContainer(rc, c))
+		a := autoscalerContainer(rc, c)
+		logs := logsVolume(&pod.Spec, c)
+		shared := true
+		for _, m := range a.VolumeMounts {
+			shared = shared && m.MountPath != logs.MountPath // the user's own mount wins
+		}
+		if shared {
+			a.VolumeMounts = append(a.VolumeMounts, logs)
+		}
+		pod.Spec.Containers = append(pod.Spec.Containers, a)
 		if pod.Spec.ServiceAccountName == "" {
 			pod.Spec.ServiceAccountName = rc.Name
 		}
@@ -491,6 +501,10 @@ func addEnv(c *corev1.Container, rc *rayv1.RayCluster, head bool, params map[str
 	fieldEnv(c, "RAY_NODE_TYPE_NAME", "metadata.labels['"+LabelGroup+"']")
 	setDefaultEnv(c, "RAY_PORT", strconv.Itoa(gcsPort(rc)))
 	setDefaultEnv(c, "RAY_USAGE_STATS_KUBERAY_IN_USE", "1")
+	setDefaultEnv(c, "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", "1")
+	if head {
+		setDefaultEnv(c, "RAY_USAGE_STATS_EXTRA_TAGS", fmt.Sprintf("kuberay_version=%s;kuberay_crd=%s", version.Version, originCRD(rc)))
+	}
 	if secret := AuthSecretName(rc); secret != "" {
 		setDefaultEnv(c, "RAY_AUTH_MODE", "token")
 		for _, name := range []string{"GORAY_AUTH_TOKEN", "RAY_AUTH_TOKEN"} {
@@ -539,6 +553,32 @@ func setProbes(c *corev1.Container, agent int, readyPath string, readyPort int, 
 	}
 }
 
+// originCRD is the kind of the resource the cluster was made for:
+// RayCluster, or RayJob for a RayJob's cluster (its label
+// ray.io/originated-from-crd).
+func originCRD(rc *rayv1.RayCluster) string {
+	if k := rc.Labels["ray.io/originated-from-crd"]; k != "" {
+		return k
+	}
+	return "RayCluster"
+}
+
+// logsVolume is where the Ray container keeps /tmp/ray, which the
+// autoscaler reads too (KubeRay's ray-logs emptyDir): the user's mount
+// there if any, else an added ray-logs emptyDir.
+func logsVolume(spec *corev1.PodSpec, c *corev1.Container) corev1.VolumeMount {
+	const path = "/tmp/ray"
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == path {
+			return m
+		}
+	}
+	m := corev1.VolumeMount{Name: "ray-logs", MountPath: path}
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: m.Name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	c.VolumeMounts = append(c.VolumeMounts, m)
+	return m
+}
+
 // autoscalerContainer is the head pod's `goray kuberay-autoscaler` sidecar.
 func autoscalerContainer(rc *rayv1.RayCluster, head *corev1.Container) corev1.Container {
 	o := rc.Spec.AutoscalerOptions
@@ -565,6 +605,14 @@ func autoscalerContainer(rc *rayv1.RayCluster, head *corev1.Container) corev1.Co
 	}
 	if o.Resources != nil {
 		c.Resources = *o.Resources.DeepCopy()
+	}
+	// The user's command and args replace the generated ones (KubeRay);
+	// KUBERAY_GEN_AUTOSCALER_START_CMD still holds the generated line.
+	if len(o.Command) > 0 {
+		c.Command = append([]string(nil), o.Command...)
+	}
+	if len(o.Args) > 0 {
+		c.Args = append([]string(nil), o.Args...)
 	}
 	c.SecurityContext = o.SecurityContext.DeepCopy()
 	c.Env = append(c.Env, o.Env...)

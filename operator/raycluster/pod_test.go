@@ -1,13 +1,16 @@
 package raycluster
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"github.com/goray/goray/internal/version"
 	rayv1 "github.com/goray/goray/operator/api/v1"
 )
 
@@ -109,5 +112,64 @@ func TestOverwriteContainerCmdLeavesTheUsersCommand(t *testing.T) {
 	c := BuildWorkerPod(rc, &rc.Spec.WorkerGroupSpecs[0], Options{}).Spec.Containers[0]
 	if c.Command[0] != "/bin/bash" || !strings.HasPrefix(c.Args[0], "/bin/sh -c echo hi; $KUBERAY_GEN_RAY_START_CMD && ulimit -n ") {
 		t.Errorf("without the annotation: command %q args %q", c.Command, c.Args)
+	}
+}
+
+// TestAutoscaledHeadPod: autoscalerOptions.command and args replace the
+// sidecar's (the generated line stays in KUBERAY_GEN_AUTOSCALER_START_CMD);
+// the Ray container and the sidecar share the ray-logs emptyDir at
+// /tmp/ray, or the user's own mount there; the head carries
+// RAY_USAGE_STATS_EXTRA_TAGS and every Ray container
+// RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE.
+func TestAutoscaledHeadPod(t *testing.T) {
+	rc := testCluster("ns", "rc", 1)
+	rc.Spec.EnableInTreeAutoscaling = ptr.To(true)
+	rc.Spec.AutoscalerOptions = &rayv1.AutoscalerOptions{Command: []string{"/bin/sh", "-c"}, Args: []string{"exec my-autoscaler"}}
+	pod := BuildHeadPod(rc, Options{})
+	ray, as := &pod.Spec.Containers[0], &pod.Spec.Containers[1]
+	if fmt.Sprint(as.Command, as.Args) != "[/bin/sh -c] [exec my-autoscaler]" {
+		t.Errorf("autoscaler command %q args %q", as.Command, as.Args)
+	}
+	if e, _ := envValue(as, "KUBERAY_GEN_AUTOSCALER_START_CMD"); !strings.HasPrefix(e.Value, "goray kuberay-autoscaler ") {
+		t.Errorf("KUBERAY_GEN_AUTOSCALER_START_CMD %+v", e)
+	}
+	mount := func(c *corev1.Container) string {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == "/tmp/ray" {
+				return m.Name
+			}
+		}
+		return ""
+	}
+	if mount(ray) != "ray-logs" || mount(as) != "ray-logs" {
+		t.Errorf("/tmp/ray mounts: ray %q, autoscaler %q", mount(ray), mount(as))
+	}
+	found := false
+	for _, v := range pod.Spec.Volumes {
+		found = found || (v.Name == "ray-logs" && v.EmptyDir != nil)
+	}
+	if !found {
+		t.Errorf("no ray-logs emptyDir in %+v", pod.Spec.Volumes)
+	}
+	if e, _ := envValue(ray, "RAY_USAGE_STATS_EXTRA_TAGS"); e.Value != "kuberay_version="+version.Version+";kuberay_crd=RayCluster" {
+		t.Errorf("RAY_USAGE_STATS_EXTRA_TAGS %+v", e)
+	}
+	worker := BuildWorkerPod(rc, &rc.Spec.WorkerGroupSpecs[0], Options{})
+	for _, c := range []*corev1.Container{ray, &worker.Spec.Containers[0]} {
+		if e, _ := envValue(c, "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE"); e.Value != "1" {
+			t.Errorf("%s: RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE %+v", c.Name, e)
+		}
+	}
+	if _, ok := envValue(&worker.Spec.Containers[0], "RAY_USAGE_STATS_EXTRA_TAGS"); ok {
+		t.Error("a worker has RAY_USAGE_STATS_EXTRA_TAGS")
+	}
+
+	// The user's own volume at /tmp/ray is shared instead; no ray-logs.
+	h := &rc.Spec.HeadGroupSpec.Template.Spec
+	h.Volumes = []corev1.Volume{{Name: "mine", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	h.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mine", MountPath: "/tmp/ray"}}
+	pod = BuildHeadPod(rc, Options{})
+	if a := mount(&pod.Spec.Containers[1]); a != "mine" || len(pod.Spec.Volumes) != 2 {
+		t.Errorf("autoscaler mounts %q at /tmp/ray; volumes %+v", a, pod.Spec.Volumes)
 	}
 }
