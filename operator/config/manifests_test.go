@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -46,8 +48,9 @@ func TestHelmChartCRDsAreTheGeneratedOnes(t *testing.T) {
 }
 
 // renderChart renders the chart's templates with its values.yaml, as
-// `helm template` would (the templates use no functions).
-func renderChart(t *testing.T, release, namespace string) []byte {
+// `helm template` would, with set deep-merged over the values as
+// `--set` does; the templates use Helm's toYaml and nindent, given here.
+func renderChart(t *testing.T, release, namespace string, set map[string]any) []byte {
 	dir := filepath.Join("..", "helm", "goray-operator")
 	b, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
 	if err != nil {
@@ -57,11 +60,22 @@ func renderChart(t *testing.T, release, namespace string) []byte {
 	if err := yaml.Unmarshal(b, &values); err != nil {
 		t.Fatal(err)
 	}
+	merge(values, set)
 	data := map[string]any{"Values": values, "Release": map[string]any{"Name": release, "Namespace": namespace}}
+	funcs := template.FuncMap{
+		"toYaml": func(v any) (string, error) {
+			b, err := sigsyaml.Marshal(v)
+			return strings.TrimSuffix(string(b), "\n"), err
+		},
+		"nindent": func(n int, s string) string {
+			pad := strings.Repeat(" ", n)
+			return "\n" + pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+		},
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "templates", "*.yaml"))
 	var out bytes.Buffer
 	for _, f := range files {
-		tmpl, err := template.New(filepath.Base(f)).Option("missingkey=error").ParseFiles(f)
+		tmpl, err := template.New(filepath.Base(f)).Funcs(funcs).Option("missingkey=error").ParseFiles(f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,6 +85,19 @@ func renderChart(t *testing.T, release, namespace string) []byte {
 		}
 	}
 	return out.Bytes()
+}
+
+// merge sets src's values into dst, map by map, as Helm merges --set.
+func merge(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				merge(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
 }
 
 func objects(t *testing.T, docs []byte) []*unstructured.Unstructured {
@@ -143,7 +170,7 @@ func TestDeploymentFilesWorkOnAnAPIServer(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "helm-ns"}}); err != nil {
 		t.Fatal(err)
 	}
-	chart := objects(t, renderChart(t, "goray-helm", "helm-ns"))
+	chart := objects(t, renderChart(t, "goray-helm", "helm-ns", nil))
 	create(chart)
 	for _, o := range chart {
 		kinds = append(kinds, o.GetKind())
@@ -151,6 +178,7 @@ func TestDeploymentFilesWorkOnAnAPIServer(t *testing.T) {
 	if got := strings.Join(kinds, ","); got != "Namespace,ClusterRole,ClusterRoleBinding,ServiceAccount,Deployment,ClusterRole,ClusterRoleBinding,Deployment,ServiceAccount" {
 		t.Errorf("kinds created: %s", got)
 	}
+	checkChartValues(ctx, t, c, create)
 
 	// The operator as goray-system/goray-operator.
 	cfg := rest.CopyConfig(env.Config)
@@ -186,5 +214,59 @@ func TestDeploymentFilesWorkOnAnAPIServer(t *testing.T) {
 			t.Fatalf("the operator, with its ClusterRole only, did not make the cluster: %d pods, status %+v", len(pods.Items), cur.Status)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkChartValues installs a second release of the same name in another
+// namespace with the scheduling and resource values set (as --set would):
+// its cluster-wide objects do not collide with the first's, and the
+// Deployment the API server stored carries the values.
+func checkChartValues(ctx context.Context, t *testing.T, c client.Client, create func([]*unstructured.Unstructured)) {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "helm-ns2"}}); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]any{}
+	for _, kv := range []string{
+		"resources:\n  limits:\n    cpu: \"2\"",
+		"nodeSelector:\n  kubernetes.io/os: linux",
+		"tolerations:\n- {key: dedicated, operator: Equal, value: ray, effect: NoSchedule}",
+		"affinity:\n  nodeAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n      nodeSelectorTerms:\n      - matchExpressions:\n        - {key: pool, operator: In, values: [ops]}",
+		"imagePullSecrets:\n- name: regcred",
+	} {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(kv), &m); err != nil {
+			t.Fatal(err)
+		}
+		merge(set, m)
+	}
+	create(objects(t, renderChart(t, "goray-helm", "helm-ns2", set)))
+
+	var crb rbacv1.ClusterRoleBinding
+	if err := c.Get(ctx, client.ObjectKey{Name: "helm-ns2-goray-helm"}, &crb); err != nil {
+		t.Fatal(err)
+	}
+	if crb.RoleRef.Name != "helm-ns2-goray-helm" || crb.Subjects[0].Namespace != "helm-ns2" {
+		t.Errorf("second release's ClusterRoleBinding %+v", crb)
+	}
+	var d appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "helm-ns2", Name: "goray-helm"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	spec := d.Spec.Template.Spec
+	res := spec.Containers[0].Resources
+	if res.Limits.Cpu().String() != "2" || res.Limits.Memory().String() != "512Mi" || res.Requests.Cpu().String() != "100m" {
+		t.Errorf("resources %+v, want limits cpu 2 over the defaults", res)
+	}
+	if spec.NodeSelector["kubernetes.io/os"] != "linux" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Key != "dedicated" ||
+		spec.Affinity == nil || spec.Affinity.NodeAffinity == nil || len(spec.ImagePullSecrets) != 1 || spec.ImagePullSecrets[0].Name != "regcred" {
+		t.Errorf("scheduling of the second release: nodeSelector %v, tolerations %+v, affinity %+v, imagePullSecrets %v",
+			spec.NodeSelector, spec.Tolerations, spec.Affinity, spec.ImagePullSecrets)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "helm-ns", Name: "goray-helm"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if spec := d.Spec.Template.Spec; spec.NodeSelector != nil || spec.Affinity != nil || spec.Tolerations != nil || spec.ImagePullSecrets != nil ||
+		spec.Containers[0].Resources.Limits.Cpu().String() != "1" {
+		t.Errorf("defaults rendered %+v", spec)
 	}
 }
