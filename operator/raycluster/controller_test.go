@@ -206,8 +206,10 @@ func TestRayClusterCreatesHeadServiceWorkersAndSecret(t *testing.T) {
 	if hc.ReadinessProbe == nil || hc.ReadinessProbe.HTTPGet.Path != "/api/gcs_healthz" || hc.ReadinessProbe.HTTPGet.Port.IntValue() != 8265 {
 		t.Errorf("head readiness probe %+v", hc.ReadinessProbe)
 	}
-	if e, ok := envValue(hc, "GORAY_ADDRESS"); !ok || e.Value != "$(GORAY_POD_IP):6379" {
-		t.Errorf("head GORAY_ADDRESS %+v", e)
+	for _, name := range []string{"GORAY_ADDRESS", "RAY_ADDRESS"} {
+		if e, ok := envValue(hc, name); !ok || e.Value != "127.0.0.1:6379" {
+			t.Errorf("head %s %+v, want 127.0.0.1:6379 as KubeRay", name, e)
+		}
 	}
 	if e, ok := envValue(hc, EnvPodIP); !ok || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
 		t.Errorf("head %s %+v", EnvPodIP, e)

@@ -300,9 +300,9 @@ func BuildHeadPod(rc *rayv1.RayCluster, o Options) *corev1.Pod {
 	setCommand(rc, c, StartCommand(true, params))
 	port := gcsPort(rc)
 	addEnv(c, rc, true, params, o)
-	// goray's GCS listens on the pod's IP (the node IP), not on loopback.
-	setDefaultEnv(c, "RAY_ADDRESS", fmt.Sprintf("$(%s):%d", EnvPodIP, port))
-	setDefaultEnv(c, "GORAY_ADDRESS", fmt.Sprintf("$(%s):%d", EnvPodIP, port))
+	// As KubeRay: the GCS listens on every interface of the pod.
+	setDefaultEnv(c, "RAY_ADDRESS", fmt.Sprintf("127.0.0.1:%d", port))
+	setDefaultEnv(c, "GORAY_ADDRESS", fmt.Sprintf("127.0.0.1:%d", port))
 	if len(c.Ports) == 0 {
 		c.Ports = []corev1.ContainerPort{
 			{Name: "gcs-server", ContainerPort: int32(port)},
