@@ -16,18 +16,8 @@ import (
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/raycluster"
 	"github.com/goray/goray/operator/test/testenv"
+	"github.com/goray/goray/testcluster"
 )
-
-func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // TestOperatorReconcilesThroughWatches runs the whole operator (manager,
 // informers, event recorder) against a real API server: a new cluster gets
@@ -70,7 +60,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "1 head and 2 workers", 30*time.Second, func() bool { return count("head") == 1 && count("worker") == 2 })
+	testcluster.Eventually(t, 30*time.Second, "1 head and 2 workers", func() bool { return count("head") == 1 && count("worker") == 2 })
 
 	// The operator writes the object's status meanwhile: retry on conflicts.
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -83,7 +73,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "4 workers", 30*time.Second, func() bool { return count("worker") == 4 })
+	testcluster.Eventually(t, 30*time.Second, "4 workers", func() bool { return count("worker") == 4 })
 
 	var pods corev1.PodList
 	c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: "head"})
@@ -93,7 +83,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	// The status names the new head once a reconcile saw it in the
 	// informer cache; every reconcile before that ran on a cache without it
 	// and must not have created a second one (the expectations cache).
-	eventually(t, "the status to name a new head pod", 30*time.Second, func() bool {
+	testcluster.Eventually(t, 30*time.Second, "the status to name a new head pod", func() bool {
 		var cur rayv1.RayCluster
 		c.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
 		return cur.Status.Head.PodName != "" && cur.Status.Head.PodName != pods.Items[0].Name
@@ -108,7 +98,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	if err := c.Create(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "an InvalidRayClusterSpec event", 30*time.Second, func() bool {
+	testcluster.Eventually(t, 30*time.Second, "an InvalidRayClusterSpec event", func() bool {
 		var evs eventsv1.EventList
 		c.List(ctx, &evs, client.InNamespace("default"))
 		for _, e := range evs.Items {
@@ -123,7 +113,7 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	if err := c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the RayJob marked ValidationFailed", 30*time.Second, func() bool {
+	testcluster.Eventually(t, 30*time.Second, "the RayJob marked ValidationFailed", func() bool {
 		var cur rayv1.RayJob
 		c.Get(ctx, client.ObjectKeyFromObject(job), &cur)
 		return cur.Status.JobDeploymentStatus == rayv1.JobDeploymentStatusValidationFailed

@@ -20,6 +20,7 @@ import (
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/scheme"
+	"github.com/goray/goray/testcluster"
 )
 
 // reconcileLog records when each cluster was reconciled.
@@ -46,17 +47,6 @@ func (l *reconcileLog) waitFor(t *testing.T, name string, n int, timeout time.Du
 			t.Fatalf("%s reconciled %d times in %v, want %d", name, len(l.of(name)), timeout, n)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -158,7 +148,7 @@ func TestRefusedPodBacksOffQuietly(t *testing.T) {
 
 	// One FailedCreateWorkerPod Event (or one per resourceVersion the
 	// cluster had), its repeats counted in its series.
-	eventually(t, "the refusal's Event to be aggregated", 20*time.Second, func() bool {
+	testcluster.Eventually(t, 20*time.Second, "the refusal's Event to be aggregated", func() bool {
 		for _, e := range eventsOf(t, ns, "refused") {
 			if e.Reason == rayv1.FailedCreateWorkerPod && e.Series != nil && e.Series.Count >= 2 {
 				return true
@@ -176,7 +166,7 @@ func TestRefusedPodBacksOffQuietly(t *testing.T) {
 
 	// The invalid group: one InvalidRayClusterSpec Event naming the group
 	// and the rule, no pod, no retry.
-	eventually(t, "an InvalidRayClusterSpec Event", 20*time.Second, func() bool {
+	testcluster.Eventually(t, 20*time.Second, "an InvalidRayClusterSpec Event", func() bool {
 		for _, e := range eventsOf(t, ns, "badgroup") {
 			if e.Reason == rayv1.InvalidSpec && e.Type == corev1.EventTypeWarning &&
 				strings.Contains(e.Note, `groupName "bad group" is not a valid label value`) {
@@ -207,7 +197,7 @@ func TestLongEventNoteIsTruncated(t *testing.T) {
 	long := "start " + strings.Repeat("é", 1500) // 3000 bytes, runes of two
 	r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "Long", "Test", "%s and the end", long)
 	var got string
-	eventually(t, "the long Event in the API", 20*time.Second, func() bool {
+	testcluster.Eventually(t, 20*time.Second, "the long Event in the API", func() bool {
 		for _, e := range eventsOf(t, ns, "longnote") {
 			if e.Reason == "Long" {
 				got = e.Note

@@ -41,9 +41,14 @@ var whereAmI = goray.Register1("kuberay.whereAmI", func(ctx context.Context, sle
 	return goray.NodeID(), nil
 })
 
-// writeKubeconfig writes a kubeconfig for the test API server's admin.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
+// writeKubeconfig writes dir/name, a kubeconfig for the test API server's
+// admin whose cluster entry has the server and the given lines (""
+// means the inline CA).
+func writeKubeconfig(t *testing.T, cfg *rest.Config, dir, name, cluster string) string {
 	b64 := base64.StdEncoding.EncodeToString
+	if cluster == "" {
+		cluster = "    certificate-authority-data: " + b64(cfg.CAData)
+	}
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 current-context: test
@@ -51,18 +56,17 @@ clusters:
 - name: test
   cluster:
     server: %s
-    certificate-authority-data: %s
+%s
 users:
 - name: admin
   user:
-    token: %q
     client-certificate-data: %s
     client-key-data: %s
 contexts:
 - name: test
   context: {cluster: test, user: admin}
-`, cfg.Host, b64(cfg.CAData), cfg.BearerToken, b64(cfg.CertData), b64(cfg.KeyData))
-	p := filepath.Join(t.TempDir(), "kubeconfig")
+`, cfg.Host, cluster, b64(cfg.CertData), b64(cfg.KeyData))
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +134,7 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 	head := testcluster.Start(t, testcluster.Options{HeadFlags: []string{"--num-cpus=0"}})
 	var logs syncBuffer
 	as := exec.Command(head.Bin, "kuberay-autoscaler", "--cluster-name=auto", "--cluster-namespace=default",
-		"--kubeconfig="+writeKubeconfig(t, env.Config), "--address="+head.Address)
+		"--kubeconfig="+writeKubeconfig(t, env.Config, t.TempDir(), "kubeconfig", ""), "--address="+head.Address)
 	as.Env = append(head.Env(), "AUTOSCALER_UPDATE_INTERVAL_S=0.3")
 	as.Stdout, as.Stderr = &logs, &logs
 	if err := as.Start(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,30 +29,7 @@ func TestFromKubeconfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), cfg.CAData, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	write := func(name, cluster string) string {
-		kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-current-context: test
-clusters:
-- name: test
-  cluster:
-    server: %s
-%s
-users:
-- name: admin
-  user:
-    client-certificate-data: %s
-    client-key-data: %s
-contexts:
-- name: test
-  context: {cluster: test, user: admin}
-`, cfg.Host, cluster, b64(cfg.CertData), b64(cfg.KeyData))
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, cluster string) string { return writeKubeconfig(t, cfg, dir, name, cluster) }
 	reach := func(path string) error {
 		k, err := kuberay.FromKubeconfig(path)
 		if err != nil {
@@ -74,7 +50,7 @@ contexts:
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
-	if err := reach(write("no-ca", "")); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := reach(write("no-ca", "    # no certificate authority")); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a server with no CA to verify it: %v, want a certificate error", err)
 	}
 	both := write("both", "    certificate-authority-data: "+b64(cfg.CAData)+"\n    insecure-skip-tls-verify: true")
