@@ -50,9 +50,6 @@ type Options struct {
 	// StartTimeout is how long a launched node may take to join the
 	// cluster before it is terminated (default $AUTOSCALER_NODE_START_WAIT_S, else 900s).
 	StartTimeout time.Duration
-	// ExtraDemands adds demand no raylet queues: job entrypoints waiting
-	// for their resources on the head.
-	ExtraDemands func() []map[string]float64
 	// ConfigPath, when set, is reread at the start of a round whenever its
 	// modification time or size changes; a version that fails to load, or
 	// that Reloaded refuses, is reported and the old one kept. The cluster
@@ -409,10 +406,16 @@ func (a *Autoscaler) round(ctx context.Context) {
 	}
 	a.known = seen
 
+	// Job entrypoints waiting on the head for resources are demand too.
 	var extra []scheduler.Resources
-	if a.opts.ExtraDemands != nil {
-		for _, d := range a.opts.ExtraDemands() {
-			extra = append(extra, d)
+	for _, n := range view.Nodes {
+		if n.Node.State != rpcpb.NodeState_ALIVE {
+			continue
+		}
+		for _, d := range n.EntrypointDemands {
+			for range d.Count {
+				extra = append(extra, d.Shape)
+			}
 		}
 	}
 	extraDemands := countShapes(extra)

@@ -90,8 +90,10 @@ type nodeEntry struct {
 	info      *rpcpb.NodeInfo
 	available map[string]float64
 	demands   []*rpcpb.ResourceDemand
-	idleMs    int64
-	stopCheck context.CancelFunc
+	// entrypointDemands are job entrypoints waiting for resources (head).
+	entrypointDemands []*rpcpb.ResourceDemand
+	idleMs            int64
+	stopCheck         context.CancelFunc
 }
 
 // Server is a running GCS.
@@ -407,6 +409,7 @@ func (s *Server) ReportResources(ctx context.Context, r *rpcpb.ResourceReport) (
 	}
 	e.available = r.Available
 	e.demands = r.Demands
+	e.entrypointDemands = r.EntrypointDemands
 	e.idleMs = r.IdleDurationMs
 	s.viewVersion++
 	v := s.viewLocked()
@@ -423,7 +426,7 @@ func (s *Server) GetClusterView(ctx context.Context, _ *rpcpb.Empty) (*rpcpb.Clu
 func (s *Server) viewLocked() *rpcpb.ClusterView {
 	v := &rpcpb.ClusterView{Version: s.viewVersion, Launchable: s.launchable}
 	for _, e := range s.sortedNodes() {
-		v.Nodes = append(v.Nodes, &rpcpb.NodeResources{Node: e.info, Available: e.available, Demands: e.demands, IdleDurationMs: e.idleMs})
+		v.Nodes = append(v.Nodes, &rpcpb.NodeResources{Node: e.info, Available: e.available, Demands: e.demands, IdleDurationMs: e.idleMs, EntrypointDemands: e.entrypointDemands})
 	}
 	return v
 }

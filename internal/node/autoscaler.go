@@ -42,7 +42,7 @@ func (n *Node) startAutoscaler(session string) error {
 		return err
 	}
 	n.autoscaler, err = autoscaler.Start(autoscaler.Options{Config: c, Provider: pv, GCS: rpcpb.NewGcsServiceClient(conn), Logger: log,
-		ExtraDemands: n.jobs.PendingDemands, ConfigPath: n.cfg.AutoscalingPath,
+		ConfigPath: n.cfg.AutoscalingPath,
 		Reloaded: func(c *clusterconfig.Config) error {
 			if n.cfg.ValidateProvider != nil {
 				if err := n.cfg.ValidateProvider(c); err != nil {

@@ -384,7 +384,7 @@ func Start(cfg Config) (*Node, error) {
 		NodeID: n.Info.NodeID, NodeIP: cfg.NodeIP, NodeName: cfg.NodeIP, IsHead: cfg.Head,
 		Listener: rln, Address: n.Info.RayletAddress, AgentAddr: n.Info.AgentAddress,
 		GCSAddress: n.Info.GCSAddress, Token: cfg.Token, Resources: res, Labels: cfg.Labels,
-		InstanceID: cfg.InstanceID, NodeType: cfg.NodeType,
+		InstanceID: cfg.InstanceID, NodeType: cfg.NodeType, EntrypointDemands: n.entrypointDemands(),
 		SessionDir: session, TempRoot: cfg.TempRoot, ReportPeriod: 100 * time.Millisecond, ObjectStore: storeCfg,
 		WorkerIdleTimeout: cfg.WorkerIdleTimeout, WorkerRegisterTimeout: 60 * time.Second, GCSReconnectTimeout: cfg.GCSReconnectTimeout, Logger: log,
 	})
@@ -560,6 +560,15 @@ func (n *Node) serve(ln net.Listener, h http.Handler) {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	n.https = append(n.https, s)
 	go s.Serve(ln)
+}
+
+// entrypointDemands is the head's job manager's waiting entrypoints (nil
+// on other nodes).
+func (n *Node) entrypointDemands() func() []map[string]float64 {
+	if n.jobs == nil {
+		return nil
+	}
+	return n.jobs.PendingDemands
 }
 
 // MetricsSnapshot is a node's state for its metrics endpoint.

@@ -45,6 +45,10 @@ type Config struct {
 	// InstanceID and NodeType name the node for the autoscaler: its node
 	// provider id and its available_node_types key ("" when started by hand).
 	InstanceID, NodeType string
+	// EntrypointDemands lists the resource shapes of job entrypoints
+	// waiting on this node (the head's job manager); they are reported to
+	// the GCS as demand for the autoscaler, wherever it runs.
+	EntrypointDemands func() []map[string]float64
 	// SessionDir holds this node's logs; TempRoot the host-wide binary cache.
 	SessionDir string
 	TempRoot   string
@@ -251,8 +255,12 @@ func (r *Raylet) reportLoop() {
 			continue
 		case <-t.C:
 		}
+		var entrypoints []*rpcpb.ResourceDemand
+		if r.cfg.EntrypointDemands != nil {
+			entrypoints = countDemands(r.cfg.EntrypointDemands())
+		}
 		r.mu.Lock()
-		rep := &rpcpb.ResourceReport{NodeId: r.cfg.NodeID, Available: r.available.Clone(), Demands: r.demandsLocked()}
+		rep := &rpcpb.ResourceReport{NodeId: r.cfg.NodeID, Available: r.available.Clone(), Demands: r.demandsLocked(), EntrypointDemands: entrypoints}
 		for _, w := range r.workers {
 			if w.leased {
 				rep.NumLeasedWorkers++
@@ -315,6 +323,23 @@ func (r *Raylet) demandsLocked() []*rpcpb.ResourceDemand {
 	}
 	out := make([]*rpcpb.ResourceDemand, 0, len(byKey))
 	for _, d := range byKey {
+		out = append(out, d)
+	}
+	return out
+}
+
+// countDemands counts equal shapes.
+func countDemands(shapes []map[string]float64) []*rpcpb.ResourceDemand {
+	var out []*rpcpb.ResourceDemand
+	byKey := map[string]*rpcpb.ResourceDemand{}
+	for _, sh := range shapes {
+		k := scheduler.Resources(sh).Key()
+		if d := byKey[k]; d != nil {
+			d.Count++
+			continue
+		}
+		d := &rpcpb.ResourceDemand{Shape: sh, Count: 1}
+		byKey[k] = d
 		out = append(out, d)
 	}
 	return out

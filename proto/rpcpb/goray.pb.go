@@ -654,8 +654,11 @@ type ResourceReport struct {
 	Demands          []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
 	NumLeasedWorkers int64                  `protobuf:"varint,4,opt,name=num_leased_workers,json=numLeasedWorkers,proto3" json:"num_leased_workers,omitempty"`
 	IdleDurationMs   int64                  `protobuf:"varint,5,opt,name=idle_duration_ms,json=idleDurationMs,proto3" json:"idle_duration_ms,omitempty"` // 0 while busy: leases out, resources in use or primary objects held
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Job entrypoints waiting on this node (the head) for their
+	// entrypoint_num_cpus/gpus/resources: demand for the autoscaler.
+	EntrypointDemands []*ResourceDemand `protobuf:"bytes,6,rep,name=entrypoint_demands,json=entrypointDemands,proto3" json:"entrypoint_demands,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ResourceReport) Reset() {
@@ -723,14 +726,22 @@ func (x *ResourceReport) GetIdleDurationMs() int64 {
 	return 0
 }
 
+func (x *ResourceReport) GetEntrypointDemands() []*ResourceDemand {
+	if x != nil {
+		return x.EntrypointDemands
+	}
+	return nil
+}
+
 type NodeResources struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Node           *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Available      map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Demands        []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
-	IdleDurationMs int64                  `protobuf:"varint,4,opt,name=idle_duration_ms,json=idleDurationMs,proto3" json:"idle_duration_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Node              *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Available         map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Demands           []*ResourceDemand      `protobuf:"bytes,3,rep,name=demands,proto3" json:"demands,omitempty"`
+	IdleDurationMs    int64                  `protobuf:"varint,4,opt,name=idle_duration_ms,json=idleDurationMs,proto3" json:"idle_duration_ms,omitempty"`
+	EntrypointDemands []*ResourceDemand      `protobuf:"bytes,5,rep,name=entrypoint_demands,json=entrypointDemands,proto3" json:"entrypoint_demands,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeResources) Reset() {
@@ -789,6 +800,13 @@ func (x *NodeResources) GetIdleDurationMs() int64 {
 		return x.IdleDurationMs
 	}
 	return 0
+}
+
+func (x *NodeResources) GetEntrypointDemands() []*ResourceDemand {
+	if x != nil {
+		return x.EntrypointDemands
+	}
+	return nil
 }
 
 type ResourceShape struct {
@@ -3764,21 +3782,23 @@ const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"ShapeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xbc\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x86\x03\n" +
 	"\x0eResourceReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12F\n" +
 	"\tavailable\x18\x02 \x03(\v2(.goray.rpc.ResourceReport.AvailableEntryR\tavailable\x123\n" +
 	"\ademands\x18\x03 \x03(\v2\x19.goray.rpc.ResourceDemandR\ademands\x12,\n" +
 	"\x12num_leased_workers\x18\x04 \x01(\x03R\x10numLeasedWorkers\x12(\n" +
-	"\x10idle_duration_ms\x18\x05 \x01(\x03R\x0eidleDurationMs\x1a<\n" +
+	"\x10idle_duration_ms\x18\x05 \x01(\x03R\x0eidleDurationMs\x12H\n" +
+	"\x12entrypoint_demands\x18\x06 \x03(\v2\x19.goray.rpc.ResourceDemandR\x11entrypointDemands\x1a<\n" +
 	"\x0eAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9c\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe6\x02\n" +
 	"\rNodeResources\x12'\n" +
 	"\x04node\x18\x01 \x01(\v2\x13.goray.rpc.NodeInfoR\x04node\x12E\n" +
 	"\tavailable\x18\x02 \x03(\v2'.goray.rpc.NodeResources.AvailableEntryR\tavailable\x123\n" +
 	"\ademands\x18\x03 \x03(\v2\x19.goray.rpc.ResourceDemandR\ademands\x12(\n" +
-	"\x10idle_duration_ms\x18\x04 \x01(\x03R\x0eidleDurationMs\x1a<\n" +
+	"\x10idle_duration_ms\x18\x04 \x01(\x03R\x0eidleDurationMs\x12H\n" +
+	"\x12entrypoint_demands\x18\x05 \x03(\v2\x19.goray.rpc.ResourceDemandR\x11entrypointDemands\x1a<\n" +
 	"\x0eAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x94\x01\n" +
@@ -4202,118 +4222,120 @@ var file_goray_proto_depIdxs = []int32{
 	56, // 4: goray.rpc.ResourceDemand.shape:type_name -> goray.rpc.ResourceDemand.ShapeEntry
 	57, // 5: goray.rpc.ResourceReport.available:type_name -> goray.rpc.ResourceReport.AvailableEntry
 	9,  // 6: goray.rpc.ResourceReport.demands:type_name -> goray.rpc.ResourceDemand
-	5,  // 7: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
-	58, // 8: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
-	9,  // 9: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
-	59, // 10: goray.rpc.ResourceShape.resources:type_name -> goray.rpc.ResourceShape.ResourcesEntry
-	12, // 11: goray.rpc.LaunchableShapes.shapes:type_name -> goray.rpc.ResourceShape
-	11, // 12: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
-	12, // 13: goray.rpc.ClusterView.launchable:type_name -> goray.rpc.ResourceShape
-	60, // 14: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
-	15, // 15: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
-	5,  // 16: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
-	15, // 17: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
-	21, // 18: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
-	25, // 19: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
-	61, // 20: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
-	2,  // 21: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
-	23, // 22: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
-	1,  // 23: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	25, // 24: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
-	62, // 25: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
-	2,  // 26: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
-	63, // 27: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
-	3,  // 28: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
-	32, // 29: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
-	37, // 30: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
-	37, // 31: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
-	47, // 32: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
-	37, // 33: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
-	5,  // 34: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
-	7,  // 35: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
-	4,  // 36: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
-	10, // 37: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
-	4,  // 38: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
-	13, // 39: goray.rpc.GcsService.SetLaunchableShapes:input_type -> goray.rpc.LaunchableShapes
-	15, // 40: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
-	17, // 41: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
-	4,  // 42: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
-	18, // 43: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
-	18, // 44: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
-	18, // 45: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
-	18, // 46: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
-	20, // 47: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
-	22, // 48: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
-	23, // 49: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
-	27, // 50: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
-	28, // 51: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
-	24, // 52: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
-	4,  // 53: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
-	30, // 54: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
-	29, // 55: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
-	30, // 56: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
-	34, // 57: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
-	38, // 58: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
-	40, // 59: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
-	41, // 60: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
-	40, // 61: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
-	40, // 62: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
-	46, // 63: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
-	4,  // 64: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
-	35, // 65: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	36, // 66: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
-	4,  // 67: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
-	51, // 68: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	53, // 69: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
-	4,  // 70: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
-	43, // 71: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
-	42, // 72: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
-	42, // 73: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
-	6,  // 74: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	4,  // 75: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
-	8,  // 76: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
-	14, // 77: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
-	14, // 78: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
-	4,  // 79: goray.rpc.GcsService.SetLaunchableShapes:output_type -> goray.rpc.Empty
-	15, // 80: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
-	4,  // 81: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
-	16, // 82: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
-	19, // 83: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
-	19, // 84: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
-	19, // 85: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
-	19, // 86: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
-	22, // 87: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
-	4,  // 88: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
-	25, // 89: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
-	25, // 90: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
-	4,  // 91: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
-	4,  // 92: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
-	26, // 93: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
-	31, // 94: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
-	4,  // 95: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
-	29, // 96: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
-	33, // 97: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
-	39, // 98: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
-	4,  // 99: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
-	44, // 100: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
-	4,  // 101: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
-	45, // 102: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
-	4,  // 103: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
-	48, // 104: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
-	4,  // 105: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
-	4,  // 106: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
-	4,  // 107: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
-	52, // 108: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	4,  // 109: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
-	4,  // 110: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
-	4,  // 111: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
-	4,  // 112: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
-	4,  // 113: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
-	74, // [74:114] is the sub-list for method output_type
-	34, // [34:74] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	9,  // 7: goray.rpc.ResourceReport.entrypoint_demands:type_name -> goray.rpc.ResourceDemand
+	5,  // 8: goray.rpc.NodeResources.node:type_name -> goray.rpc.NodeInfo
+	58, // 9: goray.rpc.NodeResources.available:type_name -> goray.rpc.NodeResources.AvailableEntry
+	9,  // 10: goray.rpc.NodeResources.demands:type_name -> goray.rpc.ResourceDemand
+	9,  // 11: goray.rpc.NodeResources.entrypoint_demands:type_name -> goray.rpc.ResourceDemand
+	59, // 12: goray.rpc.ResourceShape.resources:type_name -> goray.rpc.ResourceShape.ResourcesEntry
+	12, // 13: goray.rpc.LaunchableShapes.shapes:type_name -> goray.rpc.ResourceShape
+	11, // 14: goray.rpc.ClusterView.nodes:type_name -> goray.rpc.NodeResources
+	12, // 15: goray.rpc.ClusterView.launchable:type_name -> goray.rpc.ResourceShape
+	60, // 16: goray.rpc.JobInfo.env:type_name -> goray.rpc.JobInfo.EnvEntry
+	15, // 17: goray.rpc.JobList.jobs:type_name -> goray.rpc.JobInfo
+	5,  // 18: goray.rpc.PubMessage.node:type_name -> goray.rpc.NodeInfo
+	15, // 19: goray.rpc.PubMessage.job:type_name -> goray.rpc.JobInfo
+	21, // 20: goray.rpc.PubMessage.logs:type_name -> goray.rpc.LogBatch
+	25, // 21: goray.rpc.PubMessage.actor:type_name -> goray.rpc.ActorInfo
+	61, // 22: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	2,  // 23: goray.rpc.ActorSpec.strategy:type_name -> goray.rpc.SchedulingStrategy
+	23, // 24: goray.rpc.ActorInfo.spec:type_name -> goray.rpc.ActorSpec
+	1,  // 25: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
+	25, // 26: goray.rpc.ActorList.actors:type_name -> goray.rpc.ActorInfo
+	62, // 27: goray.rpc.LeaseRequest.shape:type_name -> goray.rpc.LeaseRequest.ShapeEntry
+	2,  // 28: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.SchedulingStrategy
+	63, // 29: goray.rpc.LeaseRequest.hold:type_name -> goray.rpc.LeaseRequest.HoldEntry
+	3,  // 30: goray.rpc.LeaseUpdate.state:type_name -> goray.rpc.LeaseState
+	32, // 31: goray.rpc.LeaseClientMessage.request:type_name -> goray.rpc.LeaseRequest
+	37, // 32: goray.rpc.LocalObjectRequest.locations:type_name -> goray.rpc.ObjectLocation
+	37, // 33: goray.rpc.ObjectLocationUpdate.location:type_name -> goray.rpc.ObjectLocation
+	47, // 34: goray.rpc.ObjectStoreStats.objects:type_name -> goray.rpc.ObjectStat
+	37, // 35: goray.rpc.GetObjectReply.locations:type_name -> goray.rpc.ObjectLocation
+	5,  // 36: goray.rpc.GcsService.RegisterNode:input_type -> goray.rpc.NodeInfo
+	7,  // 37: goray.rpc.GcsService.UnregisterNode:input_type -> goray.rpc.UnregisterNodeRequest
+	4,  // 38: goray.rpc.GcsService.GetAllNodes:input_type -> goray.rpc.Empty
+	10, // 39: goray.rpc.GcsService.ReportResources:input_type -> goray.rpc.ResourceReport
+	4,  // 40: goray.rpc.GcsService.GetClusterView:input_type -> goray.rpc.Empty
+	13, // 41: goray.rpc.GcsService.SetLaunchableShapes:input_type -> goray.rpc.LaunchableShapes
+	15, // 42: goray.rpc.GcsService.AddJob:input_type -> goray.rpc.JobInfo
+	17, // 43: goray.rpc.GcsService.MarkJobFinished:input_type -> goray.rpc.JobID
+	4,  // 44: goray.rpc.GcsService.GetAllJobs:input_type -> goray.rpc.Empty
+	18, // 45: goray.rpc.GcsService.KVPut:input_type -> goray.rpc.KVRequest
+	18, // 46: goray.rpc.GcsService.KVGet:input_type -> goray.rpc.KVRequest
+	18, // 47: goray.rpc.GcsService.KVDel:input_type -> goray.rpc.KVRequest
+	18, // 48: goray.rpc.GcsService.KVKeys:input_type -> goray.rpc.KVRequest
+	20, // 49: goray.rpc.GcsService.Subscribe:input_type -> goray.rpc.SubscribeRequest
+	22, // 50: goray.rpc.GcsService.Publish:input_type -> goray.rpc.PubMessage
+	23, // 51: goray.rpc.GcsService.CreateActor:input_type -> goray.rpc.ActorSpec
+	27, // 52: goray.rpc.GcsService.GetActor:input_type -> goray.rpc.GetActorRequest
+	28, // 53: goray.rpc.GcsService.KillActor:input_type -> goray.rpc.KillActorRequest
+	24, // 54: goray.rpc.GcsService.ActorArgsReady:input_type -> goray.rpc.ActorArgs
+	4,  // 55: goray.rpc.GcsService.ListActors:input_type -> goray.rpc.Empty
+	30, // 56: goray.rpc.GcsService.HasBinary:input_type -> goray.rpc.BinaryRef
+	29, // 57: goray.rpc.GcsService.PutBinary:input_type -> goray.rpc.Chunk
+	30, // 58: goray.rpc.GcsService.GetBinary:input_type -> goray.rpc.BinaryRef
+	34, // 59: goray.rpc.Raylet.Lease:input_type -> goray.rpc.LeaseClientMessage
+	38, // 60: goray.rpc.Raylet.CreateObject:input_type -> goray.rpc.CreateObjectRequest
+	40, // 61: goray.rpc.Raylet.SealObject:input_type -> goray.rpc.ObjectRequest
+	41, // 62: goray.rpc.Raylet.GetLocalObject:input_type -> goray.rpc.LocalObjectRequest
+	40, // 63: goray.rpc.Raylet.ReleaseObject:input_type -> goray.rpc.ObjectRequest
+	40, // 64: goray.rpc.Raylet.FetchObject:input_type -> goray.rpc.ObjectRequest
+	46, // 65: goray.rpc.Raylet.DeleteObjects:input_type -> goray.rpc.DeleteObjectsRequest
+	4,  // 66: goray.rpc.Raylet.GetObjectStoreStats:input_type -> goray.rpc.Empty
+	35, // 67: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	36, // 68: goray.rpc.Raylet.NotifyBlocked:input_type -> goray.rpc.WorkerBlocked
+	4,  // 69: goray.rpc.Raylet.HealthCheck:input_type -> goray.rpc.Empty
+	51, // 70: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	53, // 71: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelRequest
+	4,  // 72: goray.rpc.CoreWorker.Ping:input_type -> goray.rpc.Empty
+	43, // 73: goray.rpc.CoreWorker.AddObjectLocation:input_type -> goray.rpc.ObjectLocationUpdate
+	42, // 74: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowRequest
+	42, // 75: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowRequest
+	6,  // 76: goray.rpc.GcsService.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	4,  // 77: goray.rpc.GcsService.UnregisterNode:output_type -> goray.rpc.Empty
+	8,  // 78: goray.rpc.GcsService.GetAllNodes:output_type -> goray.rpc.NodeList
+	14, // 79: goray.rpc.GcsService.ReportResources:output_type -> goray.rpc.ClusterView
+	14, // 80: goray.rpc.GcsService.GetClusterView:output_type -> goray.rpc.ClusterView
+	4,  // 81: goray.rpc.GcsService.SetLaunchableShapes:output_type -> goray.rpc.Empty
+	15, // 82: goray.rpc.GcsService.AddJob:output_type -> goray.rpc.JobInfo
+	4,  // 83: goray.rpc.GcsService.MarkJobFinished:output_type -> goray.rpc.Empty
+	16, // 84: goray.rpc.GcsService.GetAllJobs:output_type -> goray.rpc.JobList
+	19, // 85: goray.rpc.GcsService.KVPut:output_type -> goray.rpc.KVReply
+	19, // 86: goray.rpc.GcsService.KVGet:output_type -> goray.rpc.KVReply
+	19, // 87: goray.rpc.GcsService.KVDel:output_type -> goray.rpc.KVReply
+	19, // 88: goray.rpc.GcsService.KVKeys:output_type -> goray.rpc.KVReply
+	22, // 89: goray.rpc.GcsService.Subscribe:output_type -> goray.rpc.PubMessage
+	4,  // 90: goray.rpc.GcsService.Publish:output_type -> goray.rpc.Empty
+	25, // 91: goray.rpc.GcsService.CreateActor:output_type -> goray.rpc.ActorInfo
+	25, // 92: goray.rpc.GcsService.GetActor:output_type -> goray.rpc.ActorInfo
+	4,  // 93: goray.rpc.GcsService.KillActor:output_type -> goray.rpc.Empty
+	4,  // 94: goray.rpc.GcsService.ActorArgsReady:output_type -> goray.rpc.Empty
+	26, // 95: goray.rpc.GcsService.ListActors:output_type -> goray.rpc.ActorList
+	31, // 96: goray.rpc.GcsService.HasBinary:output_type -> goray.rpc.HasBinaryReply
+	4,  // 97: goray.rpc.GcsService.PutBinary:output_type -> goray.rpc.Empty
+	29, // 98: goray.rpc.GcsService.GetBinary:output_type -> goray.rpc.Chunk
+	33, // 99: goray.rpc.Raylet.Lease:output_type -> goray.rpc.LeaseUpdate
+	39, // 100: goray.rpc.Raylet.CreateObject:output_type -> goray.rpc.CreateObjectReply
+	4,  // 101: goray.rpc.Raylet.SealObject:output_type -> goray.rpc.Empty
+	44, // 102: goray.rpc.Raylet.GetLocalObject:output_type -> goray.rpc.LocalObjectReply
+	4,  // 103: goray.rpc.Raylet.ReleaseObject:output_type -> goray.rpc.Empty
+	45, // 104: goray.rpc.Raylet.FetchObject:output_type -> goray.rpc.ObjectChunk
+	4,  // 105: goray.rpc.Raylet.DeleteObjects:output_type -> goray.rpc.Empty
+	48, // 106: goray.rpc.Raylet.GetObjectStoreStats:output_type -> goray.rpc.ObjectStoreStats
+	4,  // 107: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.Empty
+	4,  // 108: goray.rpc.Raylet.NotifyBlocked:output_type -> goray.rpc.Empty
+	4,  // 109: goray.rpc.Raylet.HealthCheck:output_type -> goray.rpc.Empty
+	52, // 110: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	4,  // 111: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.Empty
+	4,  // 112: goray.rpc.CoreWorker.Ping:output_type -> goray.rpc.Empty
+	4,  // 113: goray.rpc.CoreWorker.AddObjectLocation:output_type -> goray.rpc.Empty
+	4,  // 114: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.Empty
+	4,  // 115: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.Empty
+	76, // [76:116] is the sub-list for method output_type
+	36, // [36:76] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }

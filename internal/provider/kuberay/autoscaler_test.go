@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,8 +168,13 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 		return out
 	}
 
-	// Three 1-CPU tasks where the head has none: they wait as demand, and
-	// 1-CPU workers are asked for.
+	// A job whose entrypoint needs a CPU and two 1-CPU tasks, where the head
+	// has none: they wait as demand, and three 1-CPU workers are asked for.
+	// The entrypoint waits in the head's job manager, which the autoscaler
+	// (another process) learns of through the GCS.
+	if out, err := head.Goray("job", "submit", "--no-wait", "--submission-id=needs-a-cpu", "--entrypoint-num-cpus=1", "--", "echo entrypoint ran"); err != nil {
+		t.Fatalf("job submit: %v\n%s", err, out)
+	}
 	t.Setenv("GORAY_AUTH_TOKEN", head.Token)
 	t.Setenv("HOME", head.Home)
 	if err := goray.Init(goray.Address(head.Address)); err != nil {
@@ -176,7 +182,7 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 	}
 	defer goray.Shutdown()
 	var refs []goray.ObjectRef[string]
-	for range 3 {
+	for range 2 {
 		refs = append(refs, whereAmI.Remote(goray.Val(8*time.Second)))
 	}
 	// Before any worker exists the head's raylet reports the tasks as
@@ -187,16 +193,19 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		var count int64
+		var tasks, entrypoints int64
 		for _, n := range v.Nodes {
 			for _, d := range n.Demands {
 				if d.Infeasible {
 					return false
 				}
-				count += d.Count
+				tasks += d.Count
+			}
+			for _, d := range n.EntrypointDemands {
+				entrypoints += d.Count
 			}
 		}
-		return count > 0
+		return tasks > 0 && entrypoints == 1
 	})
 	// The "kubelet": every worker pod the operator creates gets a goray
 	// node (with the pod's name as its instance id) and is reported
@@ -243,13 +252,20 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	// Each worker has 1 CPU and the tasks overlap: three workers ran them.
+	// Each worker has 1 CPU and the tasks overlap: two workers ran them,
+	// and the third ran the job's entrypoint.
 	if ran[head.Head.Info.NodeID] {
 		t.Errorf("a task ran on the head, which has no CPUs")
 	}
-	if len(ran) != 3 {
-		t.Errorf("the 3 tasks ran on %d nodes, want 3", len(ran))
+	if len(ran) != 2 {
+		t.Errorf("the 2 tasks ran on %d nodes, want 2", len(ran))
 	}
+	var status string
+	testcluster.Eventually(t, 60*time.Second, "the job's entrypoint to run on a worker", func() bool {
+		kubelet()
+		status, _ = head.Goray("job", "status", "needs-a-cpu")
+		return strings.Contains(status, "SUCCEEDED")
+	})
 	if len(started) != 3 {
 		t.Errorf("the operator made %d worker pods; want 3", len(started))
 	}
