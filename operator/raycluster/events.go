@@ -12,9 +12,11 @@ import (
 const noteLimit = 1024
 
 // NewRecorder wraps rec so that no note is too long for the API server: a
-// longer one keeps its start and ends with "...", where the API server
-// would refuse it and the Event would be lost. manager.New gives every
-// controller a recorder wrapped so.
+// longer one keeps its start and its end with "..." between, where the
+// API server would refuse it and the Event would be lost. The end stays
+// because that is where an API error gives its reason, after quoting the
+// (long) value it refused. manager.New gives every controller a recorder
+// wrapped so.
 func NewRecorder(rec EventRecorder) EventRecorder { return truncatingRecorder{rec} }
 
 type truncatingRecorder struct{ rec EventRecorder }
@@ -23,14 +25,21 @@ func (t truncatingRecorder) Eventf(regarding, related runtime.Object, eventtype,
 	t.rec.Eventf(regarding, related, eventtype, reason, action, "%s", truncateNote(fmt.Sprintf(note, args...)))
 }
 
-// truncateNote cuts s to noteLimit bytes, on a rune boundary.
+// truncateNote cuts s to at most noteLimit bytes by dropping its middle
+// for "...", on rune boundaries: about half the room goes to the start,
+// the rest to the end.
 func truncateNote(s string) string {
 	if len(s) <= noteLimit {
 		return s
 	}
-	cut := noteLimit - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	room := noteLimit - len("...")
+	head := room / 2
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
 	}
-	return s[:cut] + "..."
+	tail := len(s) - (room - head)
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + "..." + s[tail:]
 }
