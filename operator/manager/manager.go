@@ -77,10 +77,12 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 	if c.Namespace != "" {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{c.Namespace: {}}
 	}
-	// Cache only the pods and services of goray clusters (every one the
-	// operator makes carries ray.io/cluster), not the whole cluster's; read
-	// Secrets (the cluster tokens) straight from the API server, never
-	// caching every Secret.
+	// Cache only the pods, services and token Secrets of goray clusters
+	// (every one the operator makes carries ray.io/cluster), not the whole
+	// cluster's: the RayCluster controller watches its <cluster>-auth
+	// Secret, and the informer behind that watch holds only labelled
+	// Secrets. Reads of Secrets (a user's own token Secret has no label)
+	// go straight to the API server.
 	ours, err := labels.Parse(raycluster.LabelCluster)
 	if err != nil {
 		return nil, err
@@ -88,6 +90,7 @@ func New(cfg *rest.Config, c Config) (ctrl.Manager, error) {
 	opts.Cache.ByObject = map[client.Object]cache.ByObject{
 		&corev1.Pod{}:     {Label: ours},
 		&corev1.Service{}: {Label: ours},
+		&corev1.Secret{}:  {Label: ours},
 	}
 	opts.Client.Cache = &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}
 	mgr, err := ctrl.NewManager(cfg, opts)

@@ -119,3 +119,118 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 		return cur.Status.JobDeploymentStatus == rayv1.JobDeploymentStatusValidationFailed
 	})
 }
+
+// TestTokenSecretIsWatchedAndItsPodsShareTheToken: the cluster's token
+// Secret is watched. Deleted while the cluster runs, it is made anew with
+// a new token at once, a Warning Event says so, and every pod (holding the
+// lost token) is replaced by one annotated with the new token's hash; a
+// token the user edits likewise replaces the pods started with the old one.
+func TestTokenSecretIsWatchedAndItsPodsShareTheToken(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := env.Client
+
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "tok", Namespace: "default"}}
+	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
+	g := rayv1.WorkerGroupSpec{GroupName: "g", Replicas: ptr.To[int32](2)}
+	g.Template.Spec.Containers = []corev1.Container{{Name: "w", Image: "goray:test", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}
+	rc.Spec.WorkerGroupSpecs = []rayv1.WorkerGroupSpec{g}
+	if err := c.Create(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	secretKey := client.ObjectKey{Namespace: "default", Name: raycluster.AuthSecretName(rc)}
+	token := func() string {
+		var s corev1.Secret
+		if err := c.Get(ctx, secretKey, &s); err != nil {
+			return ""
+		}
+		return string(s.Data[raycluster.AuthTokenKey])
+	}
+	livePods := func() []corev1.Pod {
+		var pods corev1.PodList
+		c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "tok"})
+		var out []corev1.Pod
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	// allWith tells whether the cluster has its 3 pods, none named in
+	// old, every one annotated with tok's hash.
+	allWith := func(tok string, old map[string]bool) bool {
+		pods := livePods()
+		if tok == "" || len(pods) != 3 {
+			return false
+		}
+		for _, p := range pods {
+			if old[p.Name] || p.Annotations[raycluster.AnnotationAuthTokenHash] != raycluster.TokenHash([]byte(tok)) {
+				return false
+			}
+		}
+		return true
+	}
+	names := func() map[string]bool {
+		out := map[string]bool{}
+		for _, p := range livePods() {
+			out[p.Name] = true
+		}
+		return out
+	}
+	warned := func(reason string) bool {
+		var evs eventsv1.EventList
+		c.List(ctx, &evs, client.InNamespace("default"))
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "tok" && e.Reason == reason && e.Type == corev1.EventTypeWarning {
+				return true
+			}
+		}
+		return false
+	}
+
+	testcluster.Eventually(t, 30*time.Second, "3 pods annotated with the token's hash", func() bool { return allWith(token(), nil) })
+	first, firstPods := token(), names()
+
+	var s corev1.Secret
+	if err := c.Get(ctx, secretKey, &s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "the Secret made anew with a new token", func() bool { t := token(); return t != "" && t != first })
+	second := token()
+	testcluster.Eventually(t, 30*time.Second, "an AuthSecretRecreated Warning", func() bool { return warned("AuthSecretRecreated") })
+	testcluster.Eventually(t, 30*time.Second, "3 new pods with the new token's hash", func() bool { return allWith(second, firstPods) })
+	if tok := token(); tok != second {
+		t.Fatalf("the token changed again: %q, then %q", second, tok)
+	}
+
+	// The user edits the token: the pods started with the old one go.
+	secondPods := names()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var s corev1.Secret
+		if err := c.Get(ctx, secretKey, &s); err != nil {
+			return err
+		}
+		s.Data[raycluster.AuthTokenKey] = []byte("edited-token")
+		return c.Update(ctx, &s)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "3 new pods with the edited token's hash", func() bool { return allWith("edited-token", secondPods) })
+	testcluster.Eventually(t, 30*time.Second, "an AuthTokenChanged Warning", func() bool { return warned("AuthTokenChanged") })
+}

@@ -79,6 +79,7 @@ func (r *Reconciler) watches(mgr ctrl.Manager) *builder.Builder {
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
+		Owns(&corev1.Secret{}).
 		Named("raycluster")
 }
 
@@ -88,6 +89,13 @@ type state struct {
 	pods    []corev1.Pod
 	service *corev1.Service
 	pending bool // expectations not yet met: look again soon
+
+	// tokenHash is TokenHash of the token in the operator's
+	// <cluster>-auth Secret ("" when the cluster has none: auth disabled
+	// or the user's own Secret); secretRecreated tells that this
+	// reconcile made that Secret anew while pods of the cluster existed.
+	tokenHash       string
+	secretRecreated bool
 }
 
 // Reconcile brings the cluster's pods, Service and Secret to its spec and
@@ -126,6 +134,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.reconcileAutoscalerRBAC,
 		r.reconcileHeadService,
 		r.reconcileHeadlessService,
+		r.recreateStaleTokenPods,
 		r.recreateOutdatedPods,
 		r.reconcileHeadPod,
 		r.reconcileWorkerPods,
@@ -172,7 +181,10 @@ func (r *Reconciler) warnIngress(_ context.Context, st *state) error {
 	return nil
 }
 
-// reconcileAuthSecret generates the cluster token into <cluster>-auth once.
+// reconcileAuthSecret generates the cluster token into <cluster>-auth
+// when that Secret is missing, and notes the hash of its token. A Secret
+// made anew while the cluster has pods (the user deleted it) holds a token
+// none of them has: recreateStaleTokenPods then replaces them all.
 func (r *Reconciler) reconcileAuthSecret(ctx context.Context, st *state) error {
 	rc := st.rc
 	name := AuthSecretName(rc)
@@ -181,7 +193,11 @@ func (r *Reconciler) reconcileAuthSecret(ctx context.Context, st *state) error {
 	}
 	var s corev1.Secret
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: name}, &s)
-	if err == nil || !apierrors.IsNotFound(err) {
+	if err == nil {
+		st.tokenHash = TokenHash(s.Data[AuthTokenKey])
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
 		return err
 	}
 	b := make([]byte, 32)
@@ -193,10 +209,117 @@ func (r *Reconciler) reconcileAuthSecret(ctx context.Context, st *state) error {
 			Labels: map[string]string{LabelCluster: rc.Name}},
 		Data: map[string][]byte{AuthTokenKey: []byte(hex.EncodeToString(b))},
 	}
-	if err := r.Client.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.Client.Create(ctx, &s); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Made meanwhile (by another reconcile): read its token.
+			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(&s), &s); err != nil {
+				return err
+			}
+			st.tokenHash = TokenHash(s.Data[AuthTokenKey])
+			return nil
+		}
 		return fmt.Errorf("raycluster: create token secret: %w", err)
 	}
+	st.tokenHash = TokenHash(s.Data[AuthTokenKey])
+	if err := r.listPods(ctx, st); err != nil {
+		return err
+	}
+	for i := range st.pods {
+		if st.pods[i].DeletionTimestamp == nil {
+			st.secretRecreated = true
+			r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "AuthSecretRecreated", "Create",
+				"Secret %s was deleted; created a new cluster token and recreating the cluster's pods so they share it", name)
+			break
+		}
+	}
 	return nil
+}
+
+// recreateStaleTokenPods deletes the pods that started with another
+// cluster token than the Secret's, so the next steps create them anew
+// with it: those whose ray.io/auth-token-hash differs (the user changed
+// the token) and, when reconcileAuthSecret has just made the Secret anew,
+// every pod (all hold the lost token). Otherwise pods without the
+// annotation (made by an older operator) are left alone.
+func (r *Reconciler) recreateStaleTokenPods(ctx context.Context, st *state) error {
+	rc := st.rc
+	if st.tokenHash == "" {
+		return nil
+	}
+	if err := r.listPods(ctx, st); err != nil {
+		return err
+	}
+	var stale []*corev1.Pod
+	for i := range st.pods {
+		p := &st.pods[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if h, ok := p.Annotations[AnnotationAuthTokenHash]; (ok && h != st.tokenHash) || (!ok && st.secretRecreated) {
+			stale = append(stale, p)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	// Confirm every group's expectations against this listing first, as
+	// recreateOutdatedPods does: a pod deleted before its create was seen
+	// would leave an expectation no listing ever meets. A Secret made anew
+	// is acted on at once (the next reconcile could not tell the
+	// unannotated pods of an older operator apart); pods made meanwhile
+	// carry the old hash and go on a later pass.
+	satisfied := true
+	for _, group := range podGroups(rc, st.pods) {
+		nodeType, label := NodeTypeWorker, group
+		if group == HeadGroupName {
+			nodeType, label = NodeTypeHead, ""
+		}
+		if !r.Expect.Satisfied(GroupKey(rc.Namespace, rc.Name, group), podsOf(st.pods, nodeType, label)) {
+			satisfied = false
+		}
+	}
+	if !satisfied && !st.secretRecreated {
+		st.pending = true
+		return nil
+	}
+	if !st.secretRecreated {
+		r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "AuthTokenChanged", "Update",
+			"The token in Secret %s changed: recreating the %d pods started with another token so they share it", AuthSecretName(rc), len(stale))
+	}
+	for _, p := range stale {
+		group := podGroup(p)
+		if err := r.deletePod(ctx, rc, GroupKey(rc.Namespace, rc.Name, group), p, "started with another cluster token"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// podGroup is the expectations group of p: its worker group, or the head's.
+func podGroup(p *corev1.Pod) string {
+	if p.Labels[LabelNodeType] == NodeTypeHead {
+		return HeadGroupName
+	}
+	return p.Labels[LabelGroup]
+}
+
+// podGroups are the groups of the spec and of pods, the head's first.
+func podGroups(rc *rayv1.RayCluster, pods []corev1.Pod) []string {
+	out := []string{HeadGroupName}
+	seen := map[string]bool{HeadGroupName: true}
+	add := func(g string) {
+		if !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for i := range rc.Spec.WorkerGroupSpecs {
+		add(rc.Spec.WorkerGroupSpecs[i].GroupName)
+	}
+	for i := range pods {
+		add(podGroup(&pods[i]))
+	}
+	return out
 }
 
 // reconcileAutoscalerRBAC gives the head pod's service account what
@@ -317,7 +440,13 @@ func (r *Reconciler) deletePod(ctx context.Context, rc *rayv1.RayCluster, key st
 // (so the rate limiter backs off) whose text names the group and the
 // generateName prefix, never the random name the API server drew: the
 // status and the Event then stay the same from one retry to the next.
-func (r *Reconciler) createPod(ctx context.Context, rc *rayv1.RayCluster, key, group string, p *corev1.Pod, failReason string) error {
+func (r *Reconciler) createPod(ctx context.Context, rc *rayv1.RayCluster, key, group, tokenHash string, p *corev1.Pod, failReason string) error {
+	if tokenHash != "" {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[AnnotationAuthTokenHash] = tokenHash
+	}
 	if err := r.Client.Create(ctx, p); err != nil {
 		msg := createError(err, p)
 		r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, failReason, "Create", "Failed to create pod of group %s (%s): %s", group, podNameOrPrefix(p), msg)
@@ -439,7 +568,7 @@ func (r *Reconciler) reconcileHeadPod(ctx context.Context, st *state) error {
 		live++
 	}
 	if live == 0 && !suspended(rc) {
-		return r.createPod(ctx, rc, key, HeadGroupName, BuildHeadPod(rc, r.Options), rayv1.FailedCreateHeadPod)
+		return r.createPod(ctx, rc, key, HeadGroupName, st.tokenHash, BuildHeadPod(rc, r.Options), rayv1.FailedCreateHeadPod)
 	}
 	return nil
 }
@@ -486,9 +615,9 @@ func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
 		}
 		var err error
 		if hosts(g) > 1 {
-			err = r.reconcileMultiHostGroup(ctx, rc, g, key, pods)
+			err = r.reconcileMultiHostGroup(ctx, rc, g, key, st.tokenHash, pods)
 		} else {
-			err = r.reconcileGroup(ctx, rc, g, key, pods)
+			err = r.reconcileGroup(ctx, rc, g, key, st.tokenHash, pods)
 		}
 		if err != nil {
 			return err
@@ -497,7 +626,7 @@ func (r *Reconciler) reconcileWorkerPods(ctx context.Context, st *state) error {
 	return nil
 }
 
-func (r *Reconciler) reconcileGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key string, pods []corev1.Pod) error {
+func (r *Reconciler) reconcileGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key, tokenHash string, pods []corev1.Pod) error {
 	toDelete := map[string]bool{}
 	for _, n := range g.ScaleStrategy.WorkersToDelete {
 		toDelete[n] = true
@@ -524,7 +653,7 @@ func (r *Reconciler) reconcileGroup(ctx context.Context, rc *rayv1.RayCluster, g
 	for ; diff > 0; diff-- {
 		p := BuildWorkerPod(rc, g, r.Options)
 		p.Labels[LabelReplicaIndex] = strconv.Itoa(nextIndex(used))
-		if err := r.createPod(ctx, rc, key, g.GroupName, p, rayv1.FailedCreateWorkerPod); err != nil {
+		if err := r.createPod(ctx, rc, key, g.GroupName, tokenHash, p, rayv1.FailedCreateWorkerPod); err != nil {
 			return err
 		}
 	}
@@ -543,7 +672,7 @@ func (r *Reconciler) reconcileGroup(ctx context.Context, rc *rayv1.RayCluster, g
 // numOfHosts pods each, told apart by their ray.io/worker-group-replica-name
 // label: a replica with a pod to delete (unhealthy, named in
 // workersToDelete) or a pod missing goes whole, as in KubeRay.
-func (r *Reconciler) reconcileMultiHostGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key string, pods []corev1.Pod) error {
+func (r *Reconciler) reconcileMultiHostGroup(ctx context.Context, rc *rayv1.RayCluster, g *rayv1.WorkerGroupSpec, key, tokenHash string, pods []corev1.Pod) error {
 	toDelete := map[string]bool{}
 	for _, n := range g.ScaleStrategy.WorkersToDelete {
 		toDelete[n] = true
@@ -601,7 +730,7 @@ func (r *Reconciler) reconcileMultiHostGroup(ctx context.Context, rc *rayv1.RayC
 			p.Labels[LabelReplicaIndex] = strconv.Itoa(index)
 			p.Labels[LabelReplicaName] = name
 			p.Labels[LabelHostIndex] = strconv.Itoa(host)
-			if err := r.createPod(ctx, rc, key, g.GroupName, p, rayv1.FailedCreateWorkerPod); err != nil {
+			if err := r.createPod(ctx, rc, key, g.GroupName, tokenHash, p, rayv1.FailedCreateWorkerPod); err != nil {
 				return err
 			}
 		}

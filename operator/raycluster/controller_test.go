@@ -602,3 +602,96 @@ func TestRayClusterIngressIsAcceptedAndWarnedOnce(t *testing.T) {
 		t.Errorf("ingress warnings after off and on: %v", ev)
 	}
 }
+
+// TestRayClusterPodsFollowTheToken: every pod is annotated with the hash
+// of the token it started with. An edited token replaces the annotated
+// pods with another hash and leaves unannotated ones (an older operator's)
+// alone; a Secret made anew while pods exist replaces every pod, with a
+// Warning Event; a cluster with the user's own Secret is not touched.
+func TestRayClusterPodsFollowTheToken(t *testing.T) {
+	h := newHarness(t)
+	ns := newNamespace(t)
+	rc := testCluster(ns, "token", 1)
+	h.create(rc)
+	h.reconcile(rc)
+	secretKey := client.ObjectKey{Namespace: ns, Name: AuthSecretName(rc)}
+	secret := func() *corev1.Secret {
+		var s corev1.Secret
+		if err := env.Client.Get(h.ctx, secretKey, &s); err != nil {
+			t.Fatal(err)
+		}
+		return &s
+	}
+	hashOf := func(s *corev1.Secret) string { return TokenHash(s.Data[AuthTokenKey]) }
+	head, workers := h.pods(rc, NodeTypeHead), h.pods(rc, NodeTypeWorker)
+	if len(head) != 1 || len(workers) != 1 {
+		t.Fatalf("pods: %v %v", names(head), names(workers))
+	}
+	for _, p := range append(head, workers...) {
+		if got, want := p.Annotations[AnnotationAuthTokenHash], hashOf(secret()); got != want {
+			t.Errorf("pod %s: token hash %q, want %q", p.Name, got, want)
+		}
+	}
+
+	// The worker as an older operator made it: no annotation.
+	old := workers[0]
+	delete(old.Annotations, AnnotationAuthTokenHash)
+	if err := env.Client.Update(h.ctx, &old); err != nil {
+		t.Fatal(err)
+	}
+	s := secret()
+	s.Data[AuthTokenKey] = []byte("edited")
+	if err := env.Client.Update(h.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(rc)
+	newHead, workers := h.pods(rc, NodeTypeHead), h.pods(rc, NodeTypeWorker)
+	if len(newHead) != 1 || newHead[0].Name == head[0].Name || newHead[0].Annotations[AnnotationAuthTokenHash] != TokenHash([]byte("edited")) {
+		t.Errorf("after the token was edited, heads %v (was %s)", names(newHead), head[0].Name)
+	}
+	if len(workers) != 1 || workers[0].Name != old.Name {
+		t.Errorf("the unannotated worker %s was replaced: workers %v", old.Name, names(workers))
+	}
+	if ev := h.ev.with("AuthTokenChanged"); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") {
+		t.Errorf("AuthTokenChanged events: %q", ev)
+	}
+	h.reconcile(rc)
+	if again := h.pods(rc, NodeTypeHead); len(again) != 1 || again[0].Name != newHead[0].Name {
+		t.Errorf("the head was replaced again: %v → %v", names(newHead), names(again))
+	}
+
+	// The Secret deleted: a new token, and every pod goes, the
+	// unannotated worker too.
+	if err := env.Client.Delete(h.ctx, secret()); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(rc)
+	s = secret()
+	if string(s.Data[AuthTokenKey]) == "edited" || len(s.Data[AuthTokenKey]) != 64 {
+		t.Errorf("the Secret made anew holds %q", s.Data[AuthTokenKey])
+	}
+	if ev := h.ev.with("AuthSecretRecreated"); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], secretKey.Name) {
+		t.Errorf("AuthSecretRecreated events: %q", ev)
+	}
+	h.reconcile(rc)
+	pods := append(h.pods(rc, NodeTypeHead), h.pods(rc, NodeTypeWorker)...)
+	if len(pods) != 2 {
+		t.Fatalf("pods after the Secret was made anew: %v", names(pods))
+	}
+	for _, p := range pods {
+		if p.Name == newHead[0].Name || p.Name == old.Name || p.Annotations[AnnotationAuthTokenHash] != hashOf(s) {
+			t.Errorf("pod %s (token hash %q) was not replaced with the new token's (%q)", p.Name, p.Annotations[AnnotationAuthTokenHash], hashOf(s))
+		}
+	}
+
+	// The user's own Secret: no hash, nothing replaced on its account.
+	own := testCluster(ns, "own", 1)
+	own.Spec.AuthOptions = &rayv1.AuthOptions{SecretName: "mine"}
+	h.create(own)
+	h.reconcile(own)
+	for _, p := range append(h.pods(own, NodeTypeHead), h.pods(own, NodeTypeWorker)...) {
+		if v, ok := p.Annotations[AnnotationAuthTokenHash]; ok {
+			t.Errorf("pod %s of a cluster with the user's own Secret has token hash %q", p.Name, v)
+		}
+	}
+}

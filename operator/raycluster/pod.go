@@ -40,6 +40,12 @@ const (
 	// was built from (KubeRay's key), for upgradeStrategy Recreate.
 	AnnotationPodTemplateHash = "ray.io/pod-template-hash"
 
+	// AnnotationAuthTokenHash on a pod is the hash (TokenHash) of the
+	// cluster token in the operator's <cluster>-auth Secret when the pod
+	// was made: a pod whose hash is not the Secret's started with another
+	// token and cannot join the cluster's other pods.
+	AnnotationAuthTokenHash = "ray.io/auth-token-hash"
+
 	NodeTypeHead   = "head"
 	NodeTypeWorker = "worker"
 	HeadGroupName  = "headgroup"
@@ -383,6 +389,13 @@ func replicaName(g *rayv1.WorkerGroupSpec) string {
 // TemplateHash is the hash of a head or group pod template (the
 // template alone, as KubeRay hashes it: replicas or workersToDelete
 // changes roll nothing).
+// TokenHash is what AnnotationAuthTokenHash holds for token: a short
+// SHA-256 digest, which names the token without giving it away.
+func TokenHash(token []byte) string {
+	sum := sha256.Sum256(token)
+	return hex.EncodeToString(sum[:8])
+}
+
 func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 	b, _ := json.Marshal(tmpl)
 	sum := sha256.Sum256(b)
