@@ -6,7 +6,14 @@
 // ttlSecondsAfterFinished after the end.
 //
 // Every submission mode but InteractiveMode is served by the operator
-// submitting over HTTP itself (KubeRay's HTTPMode); no submitter Job is run.
+// submitting over HTTP itself (KubeRay's HTTPMode); no submitter Job is run
+// and no sidecar added. A RayJob that asks for one (SidecarMode,
+// submitterPodTemplate, submitterConfig) is told so once per generation by
+// an Event (SubmitterNotUsed).
+//
+// While the Jobs API does not answer or refuses (head Service not
+// resolving, wrong token) the RayJob keeps polling and says why in
+// status.message, the log, and a Warning Event for each new problem.
 //
 // Every RayJob carries the finalizer ray.io/rayjob-finalizer so that
 // deleting it stops its Ray job first.
@@ -31,6 +38,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
@@ -214,6 +222,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("rayjob: add finalizer: %w", err)
 		}
 	}
+	if job.Generation != job.Status.ObservedGeneration {
+		r.noteSubmitter(&job)
+	}
 	s := job.Status.DeepCopy()
 	res, err := r.step(ctx, &job, s)
 	s.ObservedGeneration = job.Generation
@@ -224,6 +235,57 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return res, err
+}
+
+// noteSubmitter tells with an Event that the submitter settings of the
+// spec are not used: the operator submits through the Jobs REST API itself.
+func (r *Reconciler) noteSubmitter(job *rayv1.RayJob) {
+	var unused []string
+	if job.Spec.SubmitterPodTemplate != nil {
+		unused = append(unused, "spec.submitterPodTemplate")
+	}
+	if job.Spec.SubmitterConfig != nil {
+		unused = append(unused, "spec.submitterConfig")
+	}
+	how := "the operator submits the job through the cluster's Jobs REST API itself (as in HTTPMode)"
+	if job.Spec.SubmissionMode == rayv1.InteractiveMode {
+		how = "in InteractiveMode the job is submitted by the user and named in spec.jobId"
+	}
+	switch {
+	case len(unused) > 0:
+		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "SubmitterNotUsed", "Submit",
+			"%s not used (submissionMode %s): %s; no submitter Job or Pod is run", strings.Join(unused, " and "), job.Spec.SubmissionMode, how)
+	case job.Spec.SubmissionMode == rayv1.SidecarMode:
+		r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "SubmitterNotUsed", "Submit",
+			"submissionMode SidecarMode: %s; no submitter sidecar is added to the head Pod", how)
+	}
+}
+
+// report puts a problem that keeps the job from going on into
+// status.message; when it is new (not what the stored status says) it is
+// also logged with err and recorded as a Warning Event, so that each poll
+// that meets it again adds nothing.
+func (r *Reconciler) report(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJobStatus, reason, action, msg string, err error) {
+	s.Message = msg
+	log := logf.FromContext(ctx)
+	if job.Status.Message == msg {
+		log.V(1).Info("still "+msg, "reason", reason)
+		return
+	}
+	log.Error(err, msg, "reason", reason)
+	r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, reason, action, "%s", msg)
+}
+
+// mayRun says whether the Ray job of status s was submitted and may still
+// run: its last known status is PENDING or RUNNING, or the RayJob is
+// Running and has not heard about it yet. A job that was never submitted
+// (Initializing, failed or invalid before the submission) or has ended is
+// not to be stopped.
+func mayRun(s *rayv1.RayJobStatus) bool {
+	if s.JobStatus == rayv1.JobStatusNew {
+		return s.JobDeploymentStatus == rayv1.JobDeploymentStatusRunning
+	}
+	return !s.JobStatus.IsTerminal()
 }
 
 // finalize stops the Ray job of a RayJob being deleted, then removes the
@@ -245,10 +307,11 @@ func (r *Reconciler) finalize(ctx context.Context, job *rayv1.RayJob) (ctrl.Resu
 
 // stopOnDelete stops a job that may still run; done once it is stopped,
 // cannot run (never submitted, terminal, its cluster gone), or the
-// cluster did not answer for StopTimeout since the deletion.
+// cluster did not answer for StopTimeout since the deletion. The first
+// failed stop is told at once (status.message, log, a Warning Event).
 func (r *Reconciler) stopOnDelete(ctx context.Context, job *rayv1.RayJob) (res ctrl.Result, done bool, err error) {
 	s := &job.Status
-	if s.JobStatus.IsTerminal() || s.JobId == "" || s.RayClusterName == "" || s.DashboardURL == "" {
+	if !mayRun(s) || s.JobId == "" || s.RayClusterName == "" || s.DashboardURL == "" {
 		return ctrl.Result{}, true, nil
 	}
 	var rc rayv1.RayCluster
@@ -258,8 +321,11 @@ func (r *Reconciler) stopOnDelete(ctx context.Context, job *rayv1.RayJob) (res c
 		return ctrl.Result{}, false, err
 	}
 	d, err := r.dashboard(ctx, &rc, s.DashboardURL)
-	if err == nil {
-		err = d.StopJob(ctx, s.JobId)
+	problem := ""
+	if err != nil {
+		problem = err.Error()
+	} else if err = d.StopJob(ctx, s.JobId); err != nil {
+		problem = apiProblem(s.DashboardURL, err)
 	}
 	switch {
 	case err == nil:
@@ -274,9 +340,19 @@ func (r *Reconciler) stopOnDelete(ctx context.Context, job *rayv1.RayJob) (res c
 	}
 	waited := r.now().Sub(job.DeletionTimestamp.Time)
 	if waited >= timeout {
+		logf.FromContext(ctx).Error(err, "gave up stopping the job; deleting the RayJob anyway", "jobId", s.JobId, "rayCluster", rc.Name)
 		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "StopJobFailed", "Delete",
-			"Gave up stopping job %s on RayCluster %s after %s; deleting the RayJob anyway: %v", s.JobId, rc.Name, timeout, err)
+			"Gave up stopping job %s on RayCluster %s after %s; deleting the RayJob anyway: %s", s.JobId, rc.Name, timeout, problem)
 		return ctrl.Result{}, true, nil
+	}
+	msg := fmt.Sprintf("cannot stop job %s on RayCluster %s before deleting the RayJob (retrying for up to %s): %s", s.JobId, rc.Name, timeout, problem)
+	if s.Message != msg {
+		st := s.DeepCopy()
+		r.report(ctx, job, st, "StopJobFailed", "Delete", msg, err)
+		job.Status = *st
+		if uerr := r.Client.Status().Update(ctx, job); uerr != nil && !apierrors.IsConflict(uerr) && !apierrors.IsNotFound(uerr) {
+			return ctrl.Result{}, false, uerr
+		}
 	}
 	// Back off: wait about as long as we have waited so far (1 s to 30 s).
 	return ctrl.Result{RequeueAfter: min(max(waited, time.Second), 30*time.Second, timeout-waited)}, false, nil
@@ -400,7 +476,7 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 			return ctrl.Result{RequeueAfter: r.poll()}, err
 		}
 		if job.Spec.SubmissionMode != rayv1.InteractiveMode {
-			if _, err := d.GetJobInfo(ctx, s.JobId); errors.Is(err, ErrJobNotFound) {
+			if info, err := d.GetJobInfo(ctx, s.JobId); errors.Is(err, ErrJobNotFound) {
 				req := JobRequest{Entrypoint: job.Spec.Entrypoint, SubmissionID: s.JobId, Metadata: job.Spec.Metadata,
 					EntrypointNumCPUs: job.Spec.EntrypointNumCpus, EntrypointNumGPUs: job.Spec.EntrypointNumGpus}
 				if job.Spec.RuntimeEnvYAML != "" {
@@ -410,12 +486,18 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 					json.Unmarshal([]byte(job.Spec.EntrypointResources), &req.EntrypointResources)
 				}
 				if _, err := d.SubmitJob(ctx, req); err != nil {
-					r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, string(rayv1.SubmissionFailed), "Submit", "Failed to submit job %s: %v", s.JobId, err)
+					r.report(ctx, job, s, string(rayv1.SubmissionFailed), "Submit", fmt.Sprintf("failed to submit job %s: %s", s.JobId, apiProblem(s.DashboardURL, err)), err)
 					return ctrl.Result{RequeueAfter: r.poll()}, nil
 				}
+				s.JobStatus = rayv1.JobStatusPending // submitted: stop it when the RayJob goes
 				r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Submitted", "Submit", "Submitted job %s to %s", s.JobId, s.DashboardURL)
 			} else if err != nil {
-				return ctrl.Result{RequeueAfter: r.poll()}, nil // cluster not answering yet
+				// Not answering yet, or never (a head Service that does not
+				// resolve, a refused token): say why and keep polling.
+				r.report(ctx, job, s, "JobsAPIError", "Submit", apiProblem(s.DashboardURL, err), err)
+				return ctrl.Result{RequeueAfter: r.poll()}, nil
+			} else {
+				mirror(s, info) // submitted before (the status write was lost)
 			}
 		}
 		s.JobDeploymentStatus = rayv1.JobDeploymentStatusRunning
@@ -456,10 +538,12 @@ func (r *Reconciler) step(ctx context.Context, job *rayv1.RayJob, s *rayv1.RayJo
 				t := metav1.NewTime(now)
 				s.JobStatusCheckFailureStartTime = &t
 			}
+			problem := apiProblem(s.DashboardURL, err)
 			if timeout := r.statusCheckTimeout(); now.Sub(s.JobStatusCheckFailureStartTime.Time) > timeout {
-				r.fail(job, s, rayv1.JobStatusCheckTimeout, fmt.Sprintf("the Jobs API of RayCluster %s did not answer about job %s for %s: %v", rc.Name, s.JobId, timeout, err))
+				r.fail(job, s, rayv1.JobStatusCheckTimeout, fmt.Sprintf("the Jobs API of RayCluster %s did not answer about job %s for %s: %s", rc.Name, s.JobId, timeout, problem))
 				return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 			}
+			r.report(ctx, job, s, "JobStatusCheckFailed", "Reconcile", fmt.Sprintf("cannot check job %s: %s", s.JobId, problem), err)
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
 		s.JobStatusCheckFailureStartTime = nil

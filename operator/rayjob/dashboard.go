@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 )
@@ -35,6 +37,50 @@ type JobInfo struct {
 	Message      string `json:"message"`
 	StartTime    uint64 `json:"start_time"`
 	EndTime      uint64 `json:"end_time"`
+}
+
+// APIError is an answer of the Jobs API that is not 2xx.
+type APIError struct {
+	Method, Path string
+	Code         int
+	Status       string // "403 Forbidden"
+	Body         string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("rayjob: %s %s: %s: %s", e.Method, e.Path, e.Status, e.Body)
+}
+
+// apiProblem says in words what went wrong asking the Jobs API at url,
+// naming the address but no request (job id, method) and no local port, so
+// that it stays the same while the problem does: status.message and Events
+// change with the problem, not with each poll.
+func apiProblem(url string, err error) string {
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/")
+	var ae *APIError
+	if errors.As(err, &ae) {
+		body := strings.TrimPrefix(ae.Body, http.StatusText(ae.Code)+": ") // the head's "Forbidden: Invalid ..."
+		if len(body) > 256 {
+			body = body[:256] + "..."
+		}
+		if body == "" {
+			return fmt.Sprintf("the Jobs API at %s answered %s", url, ae.Status)
+		}
+		return fmt.Sprintf("the Jobs API at %s answered %s: %s", url, ae.Status, body)
+	}
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // drop `Get "http://.../api/jobs/<id>"`
+	}
+	if oe, ok := err.(*net.OpError); ok && oe.Source != nil {
+		c := *oe
+		c.Source = nil // the local port changes with each connection
+		err = &c
+	}
+	return fmt.Sprintf("cannot reach the Jobs API at %s: %v", url, err)
 }
 
 // Dashboard talks to a cluster's Jobs REST API.
@@ -85,7 +131,7 @@ func (d *HTTPDashboard) do(ctx context.Context, method, path string, body any, o
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("rayjob: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		return resp.StatusCode, &APIError{Method: method, Path: path, Code: resp.StatusCode, Status: resp.Status, Body: strings.TrimSpace(string(b))}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

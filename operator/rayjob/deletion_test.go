@@ -3,6 +3,7 @@ package rayjob
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // TestRayJobDeletionStopsItsJob: a RayJob carries ray.io/rayjob-finalizer;
 // deleting it stops its running Ray job on the head before it goes. A
 // cluster that is gone does not hold the deletion up, and one that does
-// not answer holds it only for StopTimeout, then a Warning says so.
+// not answer holds it only for StopTimeout; a Warning says so at the first
+// failed stop and again when it gives up.
 func TestRayJobDeletionStopsItsJob(t *testing.T) {
 	h := newHarness(t)
 	h.r.StopTimeout = time.Minute
@@ -75,16 +77,28 @@ func TestRayJobDeletionStopsItsJob(t *testing.T) {
 		if left == nil || res.RequeueAfter <= 0 || res.RequeueAfter > 30*time.Second {
 			t.Fatalf("after a failed stop: job %v, requeue %v; want it kept and retried", left, res)
 		}
-		if w := h.ev.like("StopJobFailed"); len(w) != 0 {
-			t.Fatalf("gave up at once: %v", w)
+		// The first failure is told at once, and only once.
+		want := "cannot stop job " + cur.Status.JobId + " on RayCluster " + cur.Status.RayClusterName +
+			" before deleting the RayJob (retrying for up to 1m0s): cannot reach the Jobs API at " + h.proxy.URL + ": "
+		if left.Status.Message == "" || !strings.HasPrefix(left.Status.Message, want) {
+			t.Errorf("status.message %q after a failed stop, want it to start %q", left.Status.Message, want)
+		}
+		if w := h.ev.like("Warning StopJobFailed: " + want); len(w) != 1 {
+			t.Fatalf("events %v, want one Warning StopJobFailed %q after the first failed stop", h.ev.all, want)
+		}
+		if left, _ = h.reconcile(ctx, key); left == nil {
+			t.Fatal("gave up before StopTimeout")
+		}
+		if w := h.ev.like("StopJobFailed"); len(w) != 1 {
+			t.Fatalf("events %v, want no more after a second failed stop", w)
 		}
 		h.skew.Store(int64(2 * time.Minute)) // past StopTimeout
 		defer h.skew.Store(0)
 		if left, _ := h.reconcile(ctx, key); left != nil {
 			t.Fatalf("RayJob still there after StopTimeout: %+v", left.ObjectMeta)
 		}
-		if w := h.ev.like("Warning StopJobFailed"); len(w) != 1 {
-			t.Errorf("events %v, want one Warning StopJobFailed", h.ev.all)
+		if w := h.ev.like("Warning StopJobFailed: Gave up"); len(w) != 1 {
+			t.Errorf("events %v, want one Warning StopJobFailed giving up", h.ev.all)
 		}
 		if st := h.headJob(ctx, cur.Status.JobId).Status; st != string(rayv1.JobStatusRunning) {
 			t.Errorf("job %s on the unreachable cluster is %s; the test expected it untouched", cur.Status.JobId, st)
@@ -93,5 +107,75 @@ func TestRayJobDeletionStopsItsJob(t *testing.T) {
 		if err := env.Client.Get(ctx, key, &gone); !apierrors.IsNotFound(err) {
 			t.Errorf("get after deletion: %v", err)
 		}
+	})
+}
+
+// TestRayJobDeletionOfAJobNeverSubmitted: a RayJob whose Ray job was never
+// submitted — still Initializing with a Jobs API that does not answer,
+// failed by preRunningDeadlineSeconds before the submission, or invalid —
+// goes at once when deleted: there is nothing to stop, so no stop call is
+// tried (and none waits for StopTimeout).
+func TestRayJobDeletionOfAJobNeverSubmitted(t *testing.T) {
+	h := newHarness(t)
+	h.down.Store(true) // the cluster turns ready, its Jobs API never answers
+	// ready and asked, no answer
+	unanswered := func(j *rayv1.RayJob) bool {
+		return j != nil && j.Status.DashboardURL != "" && j.Status.JobDeploymentStatus == rayv1.JobDeploymentStatusInitializing
+	}
+	deleteAndReconcileOnce := func(ctx context.Context, t *testing.T, key client.ObjectKey) {
+		t.Helper()
+		var cur rayv1.RayJob
+		if err := env.Client.Get(ctx, key, &cur); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(cur.Finalizers, Finalizer) {
+			t.Fatalf("finalizers %v, want %s", cur.Finalizers, Finalizer)
+		}
+		if err := env.Client.Delete(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+		if left, res := h.reconcile(ctx, key); left != nil {
+			t.Fatalf("deleted RayJob (%s, jobStatus %q) still there, requeue %v: message %q; events %v",
+				left.Status.JobDeploymentStatus, left.Status.JobStatus, res, left.Status.Message, h.ev.like("StopJob"))
+		}
+		if w := h.ev.like("StopJob"); len(w) != 0 {
+			t.Errorf("events %v, want no stop tried", w)
+		}
+	}
+
+	t.Run("Initializing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		key := h.create(ctx, "del-init", jobSpec("sleep 60"))
+		h.until(ctx, key, "the Jobs API asked", unanswered)
+		h.reconcile(ctx, key)
+		deleteAndReconcileOnce(ctx, t, key)
+	})
+
+	t.Run("PreRunningDeadlineExceeded", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		spec := jobSpec("sleep 60")
+		spec.PreRunningDeadlineSeconds = new(int32(30))
+		key := h.create(ctx, "del-prerun", spec)
+		h.until(ctx, key, "the Jobs API asked", unanswered)
+		h.skew.Store(int64(time.Minute))
+		defer h.skew.Store(0)
+		cur, _ := h.reconcile(ctx, key)
+		if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusFailed || cur.Status.Reason != rayv1.PreRunningDeadlineExceeded {
+			t.Fatalf("status %+v, want Failed PreRunningDeadlineExceeded", cur.Status)
+		}
+		deleteAndReconcileOnce(ctx, t, key)
+	})
+
+	t.Run("ValidationFailed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		spec := jobSpec("")
+		key := h.create(ctx, "del-invalid", spec)
+		if cur, _ := h.reconcile(ctx, key); cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusValidationFailed {
+			t.Fatalf("status %+v, want ValidationFailed", cur.Status)
+		}
+		deleteAndReconcileOnce(ctx, t, key)
 	})
 }

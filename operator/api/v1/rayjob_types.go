@@ -136,7 +136,8 @@ type DeletionCondition struct {
 	TTLSeconds int32 `json:"ttlSeconds,omitempty"`
 }
 
-// SubmitterConfig configures the submitter Job.
+// SubmitterConfig configures KubeRay's submitter Job (not used by goray's
+// operator, which runs none).
 type SubmitterConfig struct {
 	// +optional
 	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
@@ -170,13 +171,25 @@ type RayJobSpec struct {
 	// instead of creating one.
 	// +optional
 	ClusterSelector map[string]string `json:"clusterSelector,omitempty"`
+	// SubmissionMode is how the entrypoint reaches the cluster. goray's
+	// operator submits it through the cluster's Jobs REST API itself in
+	// every mode but InteractiveMode (K8sJobMode, the default, HTTPMode
+	// and SidecarMode all act as KubeRay's HTTPMode: no submitter Job is
+	// run and no sidecar added); InteractiveMode waits for spec.jobId,
+	// submitted by the user. SidecarMode is told so by a Normal Event
+	// (SubmitterNotUsed).
 	// +kubebuilder:default:=K8sJobMode
 	// +optional
 	SubmissionMode JobSubmissionMode `json:"submissionMode,omitempty"`
+	// SubmitterPodTemplate is accepted for KubeRay compatibility but not
+	// used (no submitter Job is run; see submissionMode); a Warning Event
+	// (SubmitterNotUsed) says so.
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +optional
 	SubmitterPodTemplate *corev1.PodTemplateSpec `json:"submitterPodTemplate,omitempty"`
+	// SubmitterConfig is accepted for KubeRay compatibility but not used,
+	// as submitterPodTemplate.
 	// +optional
 	SubmitterConfig *SubmitterConfig `json:"submitterConfig,omitempty"`
 	// ShutdownAfterJobFinishes deletes the cluster once the job is terminal.
