@@ -48,8 +48,8 @@ func (l *logLines) like(s string) []string {
 }
 
 // TestRayJobSaysWhyTheJobsAPIDoesNotAnswer: a RayJob whose cluster is
-// ready but whose Jobs API cannot be reached (the head Service name does
-// not resolve) or refuses the token (403) stays Initializing and polls on,
+// ready but whose Jobs API cannot be reached (nothing listens) or refuses
+// the token (403) stays Initializing and polls on,
 // and says why: status.message names the address and the error, the error
 // is logged, and a Warning Event is recorded once per problem, not once per
 // poll. Once the API answers the job is submitted and the message goes.
@@ -59,13 +59,19 @@ func TestRayJobSaysWhyTheJobsAPIDoesNotAnswer(t *testing.T) {
 	logs := &logLines{}
 	ctx = logs.into(ctx)
 	h := newHarness(t)
-	const nowhere = "http://rayjob-nowhere-head-svc.default.svc.cluster.local:8265"
+	// A head nothing listens on (a closed loopback port: refused at once,
+	// where a DNS name that does not resolve would depend on the resolver).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "http://" + ln.Addr().String()
+	ln.Close()
 	h.r.DashboardURL = func(*rayv1.RayCluster) string { return nowhere }
 	key := h.create(ctx, "apierr", jobSpec("sleep 60"))
 
-	// A head Service name that does not resolve.
-	want := "cannot reach the Jobs API at " + nowhere + ": dial tcp: lookup rayjob-nowhere-head-svc.default.svc.cluster.local"
-	cur := h.until(ctx, key, "status.message naming the lookup", func(j *rayv1.RayJob) bool {
+	want := "cannot reach the Jobs API at " + nowhere + ": dial tcp " + strings.TrimPrefix(nowhere, "http://") + ": connect: connection refused"
+	cur := h.until(ctx, key, "status.message naming the refused connection", func(j *rayv1.RayJob) bool {
 		return j != nil && j.Status.Message != ""
 	})
 	for range 3 {
