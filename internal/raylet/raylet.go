@@ -328,6 +328,22 @@ func (r *Raylet) demandsLocked() []*rpcpb.ResourceDemand {
 	return out
 }
 
+// refreshView fetches the cluster view from the GCS now, instead of
+// waiting for the next report's reply.
+func (r *Raylet) refreshView(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	view, err := r.gcs.GetClusterView(ctx, &rpcpb.Empty{})
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	if r.view == nil || view.Version >= r.view.Version {
+		r.view = view
+	}
+	r.mu.Unlock()
+}
+
 // countDemands counts equal shapes.
 func countDemands(shapes []map[string]float64) []*rpcpb.ResourceDemand {
 	var out []*rpcpb.ResourceDemand
@@ -483,7 +499,7 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 		delete(r.queue, p)
 		r.mu.Unlock()
 	}
-	sentInfeasible := false
+	sentInfeasible, refreshed := false, false
 	for {
 		r.mu.Lock()
 		changed := r.changed
@@ -537,6 +553,13 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 			dequeue()
 			return status.Errorf(codes.ResourceExhausted, "raylet: %s", d.Reason)
 		case d.Infeasible && sreq.Strategy == scheduler.NodeAffinity && !sreq.AffinitySoft:
+			// The node may have joined since the last report's view: ask
+			// the GCS once before rejecting.
+			if !refreshed {
+				refreshed = true
+				r.refreshView(ctx)
+				continue
+			}
 			dequeue()
 			return stream.Send(&rpcpb.LeaseUpdate{State: rpcpb.LeaseState_REJECTED, Message: d.Reason})
 		case d.Infeasible && !sentInfeasible:
