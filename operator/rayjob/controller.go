@@ -217,8 +217,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.finalize(ctx, &job)
 	}
 	if !controllerutil.ContainsFinalizer(&job, Finalizer) {
+		// A patch of the finalizers alone: an Update would write back the
+		// spec as this type renders it (dropping the user's empty maps)
+		// and bump the generation.
+		base := job.DeepCopy()
 		controllerutil.AddFinalizer(&job, Finalizer)
-		if err := r.Client.Update(ctx, &job); err != nil {
+		if err := r.Client.Patch(ctx, &job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("rayjob: add finalizer: %w", err)
 		}
 	}
@@ -298,8 +302,9 @@ func (r *Reconciler) finalize(ctx context.Context, job *rayv1.RayJob) (ctrl.Resu
 	if !done {
 		return res, err
 	}
+	base := job.DeepCopy()
 	controllerutil.RemoveFinalizer(job, Finalizer)
-	if err := r.Client.Update(ctx, job); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("rayjob: remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
