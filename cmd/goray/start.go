@@ -134,7 +134,7 @@ func startCmd() *cobra.Command {
 				Resources: res, Labels: lbl, TempRoot: node.TempRoot(tempDir), GCSStoragePath: gcsStorage, Token: token,
 				ObjectSpillingDir: spillDir, Autoscaling: scaling, AutoscalingPath: autoscalingConfig,
 				NewProvider: registry.New, ValidateProvider: registry.Validate,
-				MetricsPort: metricsPort, MetricsPortSet: f.Changed("metrics-export-port"),
+				MetricsPort: metricsPort, MetricsPortSet: f.Changed("metrics-export-port"), LogFile: "goray.log",
 				Metrics: func(n *node.Node) http.Handler { return metrics.Handler(n) },
 			}
 			if f.Changed("num-cpus") {

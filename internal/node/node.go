@@ -100,6 +100,10 @@ type Config struct {
 	WorkerIdleTimeout   time.Duration
 	GCSReconnectTimeout time.Duration
 	Logger              *slog.Logger
+	// LogFile, when Logger is nil, is the file under <session>/logs the
+	// node logs to (the CLI: goray.log, Ray's gcs_server.out and raylet.out
+	// in one); "" discards the log.
+	LogFile string
 	// Jobs adjusts the head's job manager settings (tests).
 	Jobs func(*jobs.Config)
 	// Autoscaling, on the head, starts the autoscaler with this cluster
@@ -160,6 +164,7 @@ type Node struct {
 	autoscaler *autoscaler.Autoscaler
 	provider   provider.NodeProvider
 	monitorLog *os.File
+	logFile    *os.File // LogFile, closed last by Stop
 }
 
 // TempRoot resolves the temp root: flag, else GORAY_TEMP, else /tmp/goray.
@@ -327,6 +332,14 @@ func Start(cfg Config) (*Node, error) {
 			os.RemoveAll(session) // a node that never started leaves nothing
 		}
 	}()
+	if cfg.Logger == nil && cfg.LogFile != "" {
+		f, err := os.OpenFile(filepath.Join(session, "logs", cfg.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("node: log file: %w", err)
+		}
+		n.logFile = f
+		log = slog.New(slog.NewTextHandler(f, nil))
+	}
 
 	if cfg.Head {
 		port := cfg.Port
@@ -430,6 +443,8 @@ func Start(cfg Config) (*Node, error) {
 		os.Remove(latest)
 		os.Symlink(session, latest)
 	}
+	log.Info("node started", "node", n.Info.NodeID, "ip", n.Info.NodeIP, "head", n.Info.Head, "gcs", n.Info.GCSAddress,
+		"raylet", n.Info.RayletAddress, "agent", n.Info.AgentAddress, "metrics", n.Info.MetricsAddress, "resources", n.Info.Resources)
 	ok = true
 	return n, nil
 }
@@ -724,5 +739,8 @@ func (n *Node) Stop() {
 		if b, err := os.ReadFile(cur); err == nil && strings.TrimSpace(string(b)) == n.Info.GCSAddress {
 			os.Remove(cur)
 		}
+	}
+	if n.logFile != nil {
+		n.logFile.Close()
 	}
 }
