@@ -629,6 +629,27 @@ func TestEntrypointResourcesAreHeld(t *testing.T) {
 	if st := h.details(b)["status"]; st != "PENDING" {
 		t.Fatalf("second job is %v while the first holds the CPUs, want PENDING", st)
 	}
+	// Its reservation is pinned to this node: no new node would help, so
+	// the raylet's next reports do not offer it to the autoscaler as demand.
+	ctx := context.Background()
+	v0, err := h.n.GCS.GetClusterView(ctx, &rpcpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := v0; ; {
+		if v.Version >= v0.Version+2 { // reports made after the reservation queued
+			for _, n := range v.Nodes {
+				if len(n.Demands) > 0 {
+					t.Errorf("node %s reports demands %v for a reservation pinned to it", n.Node.NodeId, n.Demands)
+				}
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+		if v, err = h.n.GCS.GetClusterView(ctx, &rpcpb.Empty{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

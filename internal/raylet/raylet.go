@@ -100,6 +100,10 @@ type pending struct {
 	key        string
 	shape      scheduler.Resources
 	infeasible bool
+	// pinned requests wait for this node (hard node affinity, such as a
+	// job entrypoint's reservation): no new node helps them, so they are
+	// not reported as demand for the autoscaler.
+	pinned bool
 }
 
 // Raylet is a running node manager.
@@ -313,6 +317,9 @@ func (r *Raylet) idleFor() time.Duration {
 func (r *Raylet) demandsLocked() []*rpcpb.ResourceDemand {
 	byKey := map[string]*rpcpb.ResourceDemand{}
 	for p := range r.queue {
+		if p.pinned {
+			continue
+		}
 		d := byKey[p.key]
 		if d == nil {
 			d = &rpcpb.ResourceDemand{Shape: p.shape}
@@ -490,7 +497,7 @@ func (r *Raylet) Lease(stream rpcpb.Raylet_LeaseServer) error {
 			return status.Error(codes.NotFound, err.Error())
 		}
 	}
-	p := &pending{key: sreq.Shape.Key(), shape: sreq.Shape}
+	p := &pending{key: sreq.Shape.Key(), shape: sreq.Shape, pinned: sreq.Strategy == scheduler.NodeAffinity && !sreq.AffinitySoft}
 	r.mu.Lock()
 	r.queue[p] = struct{}{}
 	r.mu.Unlock()

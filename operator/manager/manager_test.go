@@ -19,17 +19,15 @@ import (
 	"github.com/goray/goray/testcluster"
 )
 
-// TestOperatorReconcilesThroughWatches runs the whole operator (manager,
-// informers, event recorder) against a real API server: a new cluster gets
-// its pods, a replicas change is seen through the watch, a deleted pod is
-// replaced, an invalid cluster yields a Warning Event in the API, and the
-// RayJob controller runs too (an invalid RayJob fails validation).
-func TestOperatorReconcilesThroughWatches(t *testing.T) {
+// startOperator starts an API server and the whole operator (manager,
+// informers, event recorder) until the test ends.
+func startOperator(t *testing.T) (context.Context, client.Client) {
+	t.Helper()
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	t.Cleanup(func() { env.Stop() })
 	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
 	if err != nil {
 		t.Fatal(err)
@@ -37,10 +35,15 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() { cancel(); <-done }()
-	c := env.Client
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx, env.Client
+}
 
-	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: "default"}}
+// createCluster creates a RayCluster with a head and a group "g" of two
+// 1-CPU workers.
+func createCluster(ctx context.Context, t *testing.T, c client.Client, name string) *rayv1.RayCluster {
+	t.Helper()
+	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
 	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
 	g := rayv1.WorkerGroupSpec{GroupName: "g", Replicas: ptr.To[int32](2)}
 	g.Template.Spec.Containers = []corev1.Container{{Name: "w", Image: "goray:test", Resources: corev1.ResourceRequirements{
@@ -49,6 +52,18 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 	if err := c.Create(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
+	return rc
+}
+
+// TestOperatorReconcilesThroughWatches runs the whole operator (manager,
+// informers, event recorder) against a real API server: a new cluster gets
+// its pods, a replicas change is seen through the watch, a deleted pod is
+// replaced, an invalid cluster yields a Warning Event in the API, and the
+// RayJob controller runs too (an invalid RayJob fails validation).
+func TestOperatorReconcilesThroughWatches(t *testing.T) {
+	ctx, c := startOperator(t)
+
+	rc := createCluster(ctx, t, c, "live")
 	count := func(nodeType string) int {
 		var pods corev1.PodList
 		c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{raycluster.LabelCluster: "live", raycluster.LabelNodeType: nodeType})
@@ -126,30 +141,9 @@ func TestOperatorReconcilesThroughWatches(t *testing.T) {
 // lost token) is replaced by one annotated with the new token's hash; a
 // token the user edits likewise replaces the pods started with the old one.
 func TestTokenSecretIsWatchedAndItsPodsShareTheToken(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	mgr, err := New(env.Config, Config{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() { cancel(); <-done }()
-	c := env.Client
+	ctx, c := startOperator(t)
 
-	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: "tok", Namespace: "default"}}
-	rc.Spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
-	g := rayv1.WorkerGroupSpec{GroupName: "g", Replicas: ptr.To[int32](2)}
-	g.Template.Spec.Containers = []corev1.Container{{Name: "w", Image: "goray:test", Resources: corev1.ResourceRequirements{
-		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}
-	rc.Spec.WorkerGroupSpecs = []rayv1.WorkerGroupSpec{g}
-	if err := c.Create(ctx, rc); err != nil {
-		t.Fatal(err)
-	}
+	rc := createCluster(ctx, t, c, "tok")
 	secretKey := client.ObjectKey{Namespace: "default", Name: raycluster.AuthSecretName(rc)}
 	token := func() string {
 		var s corev1.Secret
