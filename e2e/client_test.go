@@ -67,7 +67,7 @@ func connectClientAt(t *testing.T, c *testcluster.Cluster, addr string, opts ...
 
 func TestClientAPI(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Workers: 1, HeadCPUs: 2, WorkerCPUs: 2})
-	var logs syncBuffer
+	var logs testcluster.SyncBuffer
 	connectClient(t, c, goray.Namespace("clientns"), goray.LogOutput(&logs))
 	ctx := context.Background()
 

@@ -78,7 +78,7 @@ func TestSpreadCustomResourceAndArgs(t *testing.T) {
 
 func TestNodeDeathRetriesAndStatus(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Workers: 2})
-	var out syncBuffer
+	var out testcluster.SyncBuffer
 	connect(t, c, goray.LogOutput(&out))
 	victim := c.Workers[0]
 

@@ -48,7 +48,7 @@ func TestWorkersEndWithTheirJob(t *testing.T) {
 
 func TestWorkersExitWhenRayletIsKilled(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Workers: 1})
-	var out syncBuffer
+	var out testcluster.SyncBuffer
 	connect(t, c, goray.LogOutput(&out))
 	victim := c.Workers[0]
 	ref := announce.Options(goray.NodeAffinity(victim.Info.NodeID, false), goray.MaxRetries(0)).Remote(goray.Val("k"), goray.Val(time.Minute))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -268,32 +269,22 @@ func rsyncCmd(up bool) *cobra.Command {
 }
 
 func headIPCmd() *cobra.Command {
-	var cf clusterFlags
-	cmd := &cobra.Command{
-		Use: "get-head-ip CLUSTER_CONFIG", Short: "Print the head node's IP", Aliases: []string{"get_head_ip"},
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, ctx, done, err := cf.open(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			ip, err := cl.HeadIP(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), ip)
-			return nil
-		},
-	}
-	cf.add(cmd.Flags(), false, false)
-	return cmd
+	return ipsCmd("get-head-ip", "Print the head node's IP", func(cl *launcher.Cluster, ctx context.Context) ([]string, error) {
+		ip, err := cl.HeadIP(ctx)
+		return []string{ip}, err
+	})
 }
 
 func workerIPsCmd() *cobra.Command {
+	return ipsCmd("get-worker-ips", "Print the worker nodes' IPs, one a line", (*launcher.Cluster).WorkerIPs)
+}
+
+// ipsCmd is `goray NAME CLUSTER_CONFIG` printing the IPs ips returns, one
+// a line (Ray's get-head-ip and get-worker-ips, also with underscores).
+func ipsCmd(name, short string, ips func(*launcher.Cluster, context.Context) ([]string, error)) *cobra.Command {
 	var cf clusterFlags
 	cmd := &cobra.Command{
-		Use: "get-worker-ips CLUSTER_CONFIG", Short: "Print the worker nodes' IPs, one a line", Aliases: []string{"get_worker_ips"},
+		Use: name + " CLUSTER_CONFIG", Short: short, Aliases: []string{strings.ReplaceAll(name, "-", "_")},
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, ctx, done, err := cf.open(cmd, args[0])
@@ -301,11 +292,11 @@ func workerIPsCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			ips, err := cl.WorkerIPs(ctx)
+			list, err := ips(cl, ctx)
 			if err != nil {
 				return err
 			}
-			for _, ip := range ips {
+			for _, ip := range list {
 				fmt.Fprintln(cmd.OutOrStdout(), ip)
 			}
 			return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,36 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/test/testenv"
 )
-
-type recordedEvents struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (e *recordedEvents) Eventf(_ runtime.Object, _ runtime.Object, eventtype, reason, _, note string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.events = append(e.events, eventtype+" "+reason+": "+fmt.Sprintf(note, args...))
-}
-
-func (e *recordedEvents) with(reason string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for _, ev := range e.events {
-		if strings.Contains(ev, " "+reason+": ") {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
 
 var nsCount int
 
@@ -77,13 +53,13 @@ type harness struct {
 	t   *testing.T
 	ctx context.Context
 	r   *Reconciler
-	ev  *recordedEvents
+	ev  *testenv.Events
 }
 
 func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	ev := &recordedEvents{}
+	ev := &testenv.Events{}
 	return &harness{t: t, ctx: ctx, ev: ev, r: &Reconciler{Client: env.Client, Recorder: ev, Expect: NewExpectations()}}
 }
 
@@ -409,8 +385,8 @@ func TestRayClusterInvalidSpecIsAnEvent(t *testing.T) {
 	if n := len(h.pods(rc, NodeTypeHead)) + len(h.pods(rc, NodeTypeWorker)); n != 0 {
 		t.Errorf("%d pods for an invalid spec", n)
 	}
-	if ev := h.ev.with(rayv1.InvalidSpec); len(ev) != 1 || !strings.Contains(ev[0], "minReplicas 5 is greater than maxReplicas 2") {
-		t.Errorf("events %v", h.ev.events)
+	if ev := h.ev.Like(" " + rayv1.InvalidSpec + ": "); len(ev) != 1 || !strings.Contains(ev[0], "minReplicas 5 is greater than maxReplicas 2") {
+		t.Errorf("events %v", h.ev.All())
 	}
 	if st := h.get(rc).Status; !strings.Contains(st.Reason, "minReplicas") {
 		t.Errorf("status reason %q", st.Reason)
@@ -590,7 +566,7 @@ func TestRayClusterIngressIsAcceptedAndWarnedOnce(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		h.reconcile(rc)
 	}
-	if ev := h.ev.with("IngressNotSupported"); len(ev) != 1 || !strings.Contains(ev[0], "does not create Ingresses") || !strings.HasPrefix(ev[0], "Warning ") {
+	if ev := h.ev.Like(" IngressNotSupported: "); len(ev) != 1 || !strings.Contains(ev[0], "does not create Ingresses") || !strings.HasPrefix(ev[0], "Warning ") {
 		t.Errorf("ingress warnings after 3 reconciles: %v", ev)
 	}
 	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.HeadGroupSpec.EnableIngress = ptr.To(false) })
@@ -598,7 +574,7 @@ func TestRayClusterIngressIsAcceptedAndWarnedOnce(t *testing.T) {
 	h.update(rc, func(rc *rayv1.RayCluster) { rc.Spec.HeadGroupSpec.EnableIngress = ptr.To(true) })
 	h.reconcile(rc)
 	h.reconcile(rc)
-	if ev := h.ev.with("IngressNotSupported"); len(ev) != 2 {
+	if ev := h.ev.Like(" IngressNotSupported: "); len(ev) != 2 {
 		t.Errorf("ingress warnings after off and on: %v", ev)
 	}
 }
@@ -652,7 +628,7 @@ func TestRayClusterPodsFollowTheToken(t *testing.T) {
 	if len(workers) != 1 || workers[0].Name != old.Name {
 		t.Errorf("the unannotated worker %s was replaced: workers %v", old.Name, names(workers))
 	}
-	if ev := h.ev.with("AuthTokenChanged"); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") {
+	if ev := h.ev.Like(" AuthTokenChanged: "); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") {
 		t.Errorf("AuthTokenChanged events: %q", ev)
 	}
 	h.reconcile(rc)
@@ -670,7 +646,7 @@ func TestRayClusterPodsFollowTheToken(t *testing.T) {
 	if string(s.Data[AuthTokenKey]) == "edited" || len(s.Data[AuthTokenKey]) != 64 {
 		t.Errorf("the Secret made anew holds %q", s.Data[AuthTokenKey])
 	}
-	if ev := h.ev.with("AuthSecretRecreated"); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], secretKey.Name) {
+	if ev := h.ev.Like(" AuthSecretRecreated: "); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], secretKey.Name) {
 		t.Errorf("AuthSecretRecreated events: %q", ev)
 	}
 	h.reconcile(rc)

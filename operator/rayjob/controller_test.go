@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,17 +33,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type events struct {
-	mu  sync.Mutex
-	all []string
-}
-
-func (e *events) Eventf(_ runtime.Object, _ runtime.Object, eventtype, reason, _, note string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.all = append(e.all, eventtype+" "+reason+": "+fmt.Sprintf(note, args...))
-}
-
 func jobSpec(entrypoint string) rayv1.RayJobSpec {
 	spec := &rayv1.RayClusterSpec{}
 	spec.HeadGroupSpec.Template.Spec.Containers = []corev1.Container{{Name: "ray-head", Image: "goray:test"}}
@@ -60,7 +47,7 @@ func jobSpec(entrypoint string) rayv1.RayJobSpec {
 // cluster ttlSecondsAfterFinished after the end.
 func TestRayJobOnAGorayHead(t *testing.T) {
 	head := testcluster.Start(t, testcluster.Options{HeadCPUs: 2})
-	ev := &events{}
+	ev := &testenv.Events{}
 	r := &Reconciler{
 		Client: env.Client, Recorder: ev, Poll: 100 * time.Millisecond,
 		DashboardURL: func(*rayv1.RayCluster) string { return "http://" + head.Head.Info.DashboardAddress },
@@ -124,7 +111,7 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 					break
 				}
 				if ctx.Err() != nil {
-					t.Fatalf("timed out; status %+v; events %v", cur.Status, ev.all)
+					t.Fatalf("timed out; status %+v; events %v", cur.Status, ev.All())
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -155,7 +142,7 @@ func TestRayJobOnAGorayHead(t *testing.T) {
 // validation with an Event and creates nothing.
 func TestRayJobInvalidSpec(t *testing.T) {
 	ctx := context.Background()
-	ev := &events{}
+	ev := &testenv.Events{}
 	r := &Reconciler{Client: env.Client, Recorder: ev}
 	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-job-", Namespace: "default"}, Spec: rayv1.RayJobSpec{Entrypoint: "true"}}
 	if err := env.Client.Create(ctx, job); err != nil {
@@ -166,8 +153,8 @@ func TestRayJobInvalidSpec(t *testing.T) {
 	}
 	var cur rayv1.RayJob
 	env.Client.Get(ctx, client.ObjectKeyFromObject(job), &cur)
-	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusValidationFailed || len(ev.all) != 1 || !strings.Contains(ev.all[0], "ValidationFailed") {
-		t.Errorf("status %+v events %v", cur.Status, ev.all)
+	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusValidationFailed || len(ev.All()) != 1 || !strings.Contains(ev.All()[0], "ValidationFailed") {
+		t.Errorf("status %+v events %v", cur.Status, ev.All())
 	}
 }
 
@@ -176,7 +163,7 @@ func TestRayJobInvalidSpec(t *testing.T) {
 func TestRayJobSuspendDeletesItsClusterAndResumeStartsOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r := &Reconciler{Client: env.Client, Recorder: &events{}}
+	r := &Reconciler{Client: env.Client, Recorder: &testenv.Events{}}
 	job := &rayv1.RayJob{ObjectMeta: metav1.ObjectMeta{GenerateName: "sus-", Namespace: "default"}, Spec: jobSpec("true")}
 	if err := env.Client.Create(ctx, job); err != nil {
 		t.Fatal(err)

@@ -43,13 +43,13 @@ func TestRayJobDeletionStopsItsJob(t *testing.T) {
 		defer cancel()
 		key, cur := start(ctx, t, "del-stop")
 		if left, _ := h.reconcile(ctx, key); left != nil {
-			t.Fatalf("RayJob still there after the stop: %+v; events %v", left.ObjectMeta, h.ev.all)
+			t.Fatalf("RayJob still there after the stop: %+v; events %v", left.ObjectMeta, h.ev.All())
 		}
 		testcluster.Eventually(t, 20*time.Second, "the job STOPPED on the head", func() bool {
 			return h.headJob(ctx, cur.Status.JobId).Status == string(rayv1.JobStatusStopped)
 		})
-		if len(h.ev.like("StoppedJob")) != 1 {
-			t.Errorf("events %v, want one StoppedJob", h.ev.all)
+		if len(h.ev.Like("StoppedJob")) != 1 {
+			t.Errorf("events %v, want one StoppedJob", h.ev.All())
 		}
 	})
 
@@ -83,13 +83,13 @@ func TestRayJobDeletionStopsItsJob(t *testing.T) {
 		if left.Status.Message == "" || !strings.HasPrefix(left.Status.Message, want) {
 			t.Errorf("status.message %q after a failed stop, want it to start %q", left.Status.Message, want)
 		}
-		if w := h.ev.like("Warning StopJobFailed: " + want); len(w) != 1 {
-			t.Fatalf("events %v, want one Warning StopJobFailed %q after the first failed stop", h.ev.all, want)
+		if w := h.ev.Like("Warning StopJobFailed: " + want); len(w) != 1 {
+			t.Fatalf("events %v, want one Warning StopJobFailed %q after the first failed stop", h.ev.All(), want)
 		}
 		if left, _ = h.reconcile(ctx, key); left == nil {
 			t.Fatal("gave up before StopTimeout")
 		}
-		if w := h.ev.like("StopJobFailed"); len(w) != 1 {
+		if w := h.ev.Like("StopJobFailed"); len(w) != 1 {
 			t.Fatalf("events %v, want no more after a second failed stop", w)
 		}
 		h.skew.Store(int64(2 * time.Minute)) // past StopTimeout
@@ -97,8 +97,8 @@ func TestRayJobDeletionStopsItsJob(t *testing.T) {
 		if left, _ := h.reconcile(ctx, key); left != nil {
 			t.Fatalf("RayJob still there after StopTimeout: %+v", left.ObjectMeta)
 		}
-		if w := h.ev.like("Warning StopJobFailed: Gave up"); len(w) != 1 {
-			t.Errorf("events %v, want one Warning StopJobFailed giving up", h.ev.all)
+		if w := h.ev.Like("Warning StopJobFailed: Gave up"); len(w) != 1 {
+			t.Errorf("events %v, want one Warning StopJobFailed giving up", h.ev.All())
 		}
 		if st := h.headJob(ctx, cur.Status.JobId).Status; st != string(rayv1.JobStatusRunning) {
 			t.Errorf("job %s on the unreachable cluster is %s; the test expected it untouched", cur.Status.JobId, st)
@@ -136,9 +136,9 @@ func TestRayJobDeletionOfAJobNeverSubmitted(t *testing.T) {
 		}
 		if left, res := h.reconcile(ctx, key); left != nil {
 			t.Fatalf("deleted RayJob (%s, jobStatus %q) still there, requeue %v: message %q; events %v",
-				left.Status.JobDeploymentStatus, left.Status.JobStatus, res, left.Status.Message, h.ev.like("StopJob"))
+				left.Status.JobDeploymentStatus, left.Status.JobStatus, res, left.Status.Message, h.ev.Like("StopJob"))
 		}
-		if w := h.ev.like("StopJob"); len(w) != 0 {
+		if w := h.ev.Like("StopJob"); len(w) != 0 {
 			t.Errorf("events %v, want no stop tried", w)
 		}
 	}

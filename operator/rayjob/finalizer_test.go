@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
+	"github.com/goray/goray/operator/test/testenv"
 )
 
 // TestFinalizerLeavesTheSpecAlone: adding the finalizer to a RayJob applied
@@ -41,7 +42,7 @@ spec:
 	if err := env.Client.Create(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: env.Client, Recorder: &events{}, Poll: time.Hour}
+	r := &Reconciler{Client: env.Client, Recorder: &testenv.Events{}, Poll: time.Hour}
 	key := client.ObjectKeyFromObject(u)
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)

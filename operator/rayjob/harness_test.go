@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
 	"github.com/goray/goray/testcluster"
 )
 
@@ -30,7 +30,7 @@ import (
 type harness struct {
 	t     *testing.T
 	head  *testcluster.Cluster
-	ev    *events
+	ev    *testenv.Events
 	r     *Reconciler
 	down  atomic.Bool  // the proxy drops every request
 	skew  atomic.Int64 // added to the reconciler's clock
@@ -38,7 +38,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, head: testcluster.Start(t, testcluster.Options{HeadCPUs: 2}), ev: &events{}}
+	h := &harness{t: t, head: testcluster.Start(t, testcluster.Options{HeadCPUs: 2}), ev: &testenv.Events{}}
 	target, err := url.Parse("http://" + h.head.Head.Info.DashboardAddress)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func (h *harness) until(ctx context.Context, key client.ObjectKey, what string, 
 			return cur
 		}
 		if ctx.Err() != nil {
-			h.t.Fatalf("timed out waiting for %s; job %+v; events %v", what, cur, h.ev.all)
+			h.t.Fatalf("timed out waiting for %s; job %+v; events %v", what, cur, h.ev.All())
 		}
 		time.Sleep(20 * time.Millisecond) // poll; the condition decides
 	}
@@ -139,17 +139,4 @@ func (h *harness) create(ctx context.Context, name string, spec rayv1.RayJobSpec
 
 func running(j *rayv1.RayJob) bool {
 	return j != nil && j.Status.JobDeploymentStatus == rayv1.JobDeploymentStatusRunning && j.Status.JobStatus == rayv1.JobStatusRunning
-}
-
-// like returns the recorded events containing s.
-func (e *events) like(s string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for _, x := range e.all {
-		if strings.Contains(x, s) {
-			out = append(out, x)
-		}
-	}
-	return out
 }

@@ -18,6 +18,7 @@ import (
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
 )
 
 // logLines is a logger for the reconcile context (as controller-runtime
@@ -80,8 +81,8 @@ func TestRayJobSaysWhyTheJobsAPIDoesNotAnswer(t *testing.T) {
 		}
 		cur, _ = h.reconcile(ctx, key)
 	}
-	if w := h.ev.like("Warning JobsAPIError: " + want); len(w) != 1 {
-		t.Errorf("events %v, want one Warning JobsAPIError %q after 4 polls", h.ev.all, want)
+	if w := h.ev.Like("Warning JobsAPIError: " + want); len(w) != 1 {
+		t.Errorf("events %v, want one Warning JobsAPIError %q after 4 polls", h.ev.All(), want)
 	}
 	if l := logs.like(want); len(l) == 0 {
 		t.Errorf("the error is not logged; log %v", logs.lines)
@@ -113,7 +114,7 @@ func TestRayJobSaysWhyTheJobsAPIDoesNotAnswer(t *testing.T) {
 			t.Fatalf("status %s %q, want Initializing with the message %q", cur.Status.JobDeploymentStatus, cur.Status.Message, want)
 		}
 	}
-	if w := h.ev.like("JobsAPIError"); len(w) != 2 || !strings.Contains(w[1], want) {
+	if w := h.ev.Like("JobsAPIError"); len(w) != 2 || !strings.Contains(w[1], want) {
 		t.Errorf("events %v, want a second Warning JobsAPIError %q", w, want)
 	}
 	if l := logs.like(want); len(l) == 0 {
@@ -126,8 +127,8 @@ func TestRayJobSaysWhyTheJobsAPIDoesNotAnswer(t *testing.T) {
 	if strings.Contains(cur.Status.Message, "Jobs API") {
 		t.Errorf("status.message %q still about the Jobs API once it answered", cur.Status.Message)
 	}
-	if len(h.ev.like("Normal Submitted")) != 1 {
-		t.Errorf("events %v, want one Submitted", h.ev.all)
+	if len(h.ev.Like("Normal Submitted")) != 1 {
+		t.Errorf("events %v, want one Submitted", h.ev.All())
 	}
 	(&HTTPDashboard{URL: h.head.Head.Info.DashboardAddress, Token: h.head.Token}).StopJob(ctx, cur.Status.JobId)
 }
@@ -157,7 +158,7 @@ func TestRayJobSubmitterSettingsNotUsed(t *testing.T) {
 		}, "Warning SubmitterNotUsed: spec.submitterPodTemplate and spec.submitterConfig not used (submissionMode SidecarMode)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ev := &events{}
+			ev := &testenv.Events{}
 			h := &harness{t: t, ev: ev, r: &Reconciler{Client: env.Client, Recorder: ev}}
 			spec := jobSpec("true")
 			c.edit(&spec)
@@ -167,7 +168,7 @@ func TestRayJobSubmitterSettingsNotUsed(t *testing.T) {
 					t.Fatalf("status %+v", cur.Status)
 				}
 			}
-			got := ev.like("SubmitterNotUsed")
+			got := ev.Like("SubmitterNotUsed")
 			switch {
 			case c.want == "" && len(got) != 0:
 				t.Errorf("events %v, want none", got)

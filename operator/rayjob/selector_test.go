@@ -30,8 +30,8 @@ func TestRayJobWaitsForASelectedCluster(t *testing.T) {
 	if cur.Status.JobDeploymentStatus != rayv1.JobDeploymentStatusInitializing || cur.Status.Message != want {
 		t.Fatalf("status %+v, want Initializing with message %q", cur.Status, want)
 	}
-	if w := h.ev.like("Warning RayClusterNotFound"); len(w) != 1 {
-		t.Fatalf("events %v, want one Warning RayClusterNotFound", h.ev.all)
+	if w := h.ev.Like("Warning RayClusterNotFound"); len(w) != 1 {
+		t.Fatalf("events %v, want one Warning RayClusterNotFound", h.ev.All())
 	}
 
 	rc := &rayv1.RayCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
@@ -45,8 +45,8 @@ func TestRayJobWaitsForASelectedCluster(t *testing.T) {
 	if cur.Status.JobStatus != rayv1.JobStatusSucceeded || cur.Status.RayClusterName != name || cur.Status.Message == want {
 		t.Errorf("final status %+v", cur.Status)
 	}
-	if w := h.ev.like("RayClusterNotFound"); len(w) != 1 {
-		t.Errorf("events %v, want still one RayClusterNotFound", h.ev.all)
+	if w := h.ev.Like("RayClusterNotFound"); len(w) != 1 {
+		t.Errorf("events %v, want still one RayClusterNotFound", h.ev.All())
 	}
 }
 

@@ -36,8 +36,8 @@ func TestRayJobStatusCheckFailure(t *testing.T) {
 		t.Errorf("status.message %q, want it to start %q", cur.Status.Message, want)
 	}
 	h.reconcile(ctx, key)
-	if w := h.ev.like("Warning JobStatusCheckFailed: " + want); len(w) != 1 {
-		t.Errorf("events %v, want one Warning JobStatusCheckFailed %q after two failed checks", h.ev.all, want)
+	if w := h.ev.Like("Warning JobStatusCheckFailed: " + want); len(w) != 1 {
+		t.Errorf("events %v, want one Warning JobStatusCheckFailed %q after two failed checks", h.ev.All(), want)
 	}
 	if len(logs.like(want)) == 0 {
 		t.Errorf("the failed check is not logged: %v", logs.lines)
@@ -49,7 +49,7 @@ func TestRayJobStatusCheckFailure(t *testing.T) {
 
 	h.down.Store(true)
 	h.reconcile(ctx, key)
-	if w := h.ev.like("JobStatusCheckFailed"); len(w) != 2 {
+	if w := h.ev.Like("JobStatusCheckFailed"); len(w) != 2 {
 		t.Errorf("events %v, want a second JobStatusCheckFailed for the second outage", w)
 	}
 	h.skew.Store(int64(100 * time.Second))

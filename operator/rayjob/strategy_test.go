@@ -13,6 +13,7 @@ import (
 
 	rayv1 "github.com/goray/goray/operator/api/v1"
 	"github.com/goray/goray/operator/raycluster"
+	"github.com/goray/goray/operator/test/testenv"
 )
 
 func rule(p rayv1.DeletionPolicyType, js rayv1.JobStatus, ttl int32) rayv1.DeletionRule {
@@ -102,7 +103,7 @@ func TestRayJobDeletionStrategyRefused(t *testing.T) {
 		}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ev := &events{}
+			ev := &testenv.Events{}
 			r := &Reconciler{Client: env.Client, Recorder: ev}
 			spec := strategySpec("true")
 			c.edit(&spec)
@@ -122,8 +123,8 @@ func TestRayJobDeletionStrategyRefused(t *testing.T) {
 			if st.JobDeploymentStatus != rayv1.JobDeploymentStatusValidationFailed || st.Reason != rayv1.ValidationFailed || !strings.Contains(st.Message, c.want) {
 				t.Errorf("status %s %s %q, want ValidationFailed saying %q", st.JobDeploymentStatus, st.Reason, st.Message, c.want)
 			}
-			if w := ev.like("Warning ValidationFailed"); len(w) != 1 {
-				t.Errorf("events %v", ev.all)
+			if w := ev.Like("Warning ValidationFailed"); len(w) != 1 {
+				t.Errorf("events %v", ev.All())
 			}
 		})
 	}
@@ -183,8 +184,8 @@ func TestRayJobDeletionRules(t *testing.T) {
 			t.Fatalf("at 70s the RayJob is still there: %+v", left.ObjectMeta)
 		}
 		for _, e := range []string{"DeletedWorkers", "DeletedRayCluster", "DeletedRayJob"} {
-			if len(h.ev.like("Normal "+e)) != 1 {
-				t.Errorf("events %v, want one %s", h.ev.all, e)
+			if len(h.ev.Like("Normal "+e)) != 1 {
+				t.Errorf("events %v, want one %s", h.ev.All(), e)
 			}
 		}
 	})
@@ -224,8 +225,8 @@ func TestRayJobDeletionRules(t *testing.T) {
 		h.until(ctx, key, "the job running", running)
 		at(time.Minute) // past the deadline: Failed, then DeleteSelf
 		left := h.until(ctx, key, "the RayJob gone", func(j *rayv1.RayJob) bool { return j == nil })
-		if left != nil || len(h.ev.like("DeadlineExceeded")) == 0 {
-			t.Errorf("events %v", h.ev.all)
+		if left != nil || len(h.ev.Like("DeadlineExceeded")) == 0 {
+			t.Errorf("events %v", h.ev.All())
 		}
 	})
 }

@@ -1,7 +1,6 @@
 package kuberay_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,23 +72,6 @@ contexts:
 	return p
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestKubeRayAutoscalerScalesTheRayCluster: a goray head on loopback and
 // `goray kuberay-autoscaler` pointed at the test API server. The head has
 // no CPUs (as KubeRay users often set it), so the demand fits only the
@@ -133,7 +114,7 @@ func TestKubeRayAutoscalerScalesTheRayCluster(t *testing.T) {
 	}
 
 	head := testcluster.Start(t, testcluster.Options{HeadFlags: []string{"--num-cpus=0"}})
-	var logs syncBuffer
+	var logs testcluster.SyncBuffer
 	as := exec.Command(head.Bin, "kuberay-autoscaler", "--cluster-name=auto", "--cluster-namespace=default",
 		"--kubeconfig="+writeKubeconfig(t, env.Config, t.TempDir(), "kubeconfig", ""), "--address="+head.Address)
 	as.Env = append(head.Env(), "AUTOSCALER_UPDATE_INTERVAL_S=0.3")

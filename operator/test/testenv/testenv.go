@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -89,3 +91,34 @@ var (
 	RayClusters = schema.GroupVersionResource{Group: rayv1.GroupVersion.Group, Version: rayv1.GroupVersion.Version, Resource: "rayclusters"}
 	RayJobs     = schema.GroupVersionResource{Group: rayv1.GroupVersion.Group, Version: rayv1.GroupVersion.Version, Resource: "rayjobs"}
 )
+
+// Events records the Events a reconciler under test makes, as
+// "TYPE Reason: note" lines; it is the controllers' EventRecorder.
+type Events struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (e *Events) Eventf(_ k8sruntime.Object, _ k8sruntime.Object, eventtype, reason, _, note string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, eventtype+" "+reason+": "+fmt.Sprintf(note, args...))
+}
+
+// All returns the Events recorded so far.
+func (e *Events) All() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.all)
+}
+
+// Like returns the recorded Events containing s.
+func (e *Events) Like(s string) []string {
+	var out []string
+	for _, x := range e.All() {
+		if strings.Contains(x, s) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
