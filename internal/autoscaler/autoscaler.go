@@ -157,12 +157,8 @@ func Launchable(c *clusterconfig.Config) []map[string]float64 {
 // when the view lacks them: at start, after a config change, and after a
 // GCS restart. The autoscaler may run beside the head (KubeRay's sidecar),
 // so this goes through the GCS's API.
-func (a *Autoscaler) announceLaunchable(ctx context.Context) {
+func (a *Autoscaler) announceLaunchable(ctx context.Context, view *rpcpb.ClusterView) {
 	want := Launchable(a.opts.Config)
-	view, err := a.opts.GCS.GetClusterView(ctx, &rpcpb.Empty{})
-	if err != nil {
-		return // the round reports it
-	}
 	if len(want) == len(view.Launchable) && slices.EqualFunc(want, view.Launchable, func(w map[string]float64, v *rpcpb.ResourceShape) bool {
 		return maps.Equal(w, v.Resources)
 	}) {
@@ -304,7 +300,12 @@ func (a *Autoscaler) round(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	a.reload()
-	a.announceLaunchable(rctx)
+	view, err := a.opts.GCS.GetClusterView(rctx, &rpcpb.Empty{})
+	if err != nil {
+		a.log.Warn("cluster view", "err", status.Convert(err).Message())
+		return
+	}
+	a.announceLaunchable(rctx, view)
 	pv := a.opts.Provider
 	// Providers that know why a node went away say so; for the others a
 	// node missing from the listing is reported.
@@ -320,11 +321,6 @@ func (a *Autoscaler) round(ctx context.Context) {
 	if err != nil {
 		a.fail("", "ProviderError", "list nodes: "+err.Error())
 		a.publish(rctx, Report{})
-		return
-	}
-	view, err := a.opts.GCS.GetClusterView(rctx, &rpcpb.Empty{})
-	if err != nil {
-		a.log.Warn("cluster view", "err", status.Convert(err).Message())
 		return
 	}
 	byInstance := map[string]*rpcpb.NodeResources{}
